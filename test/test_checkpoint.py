@@ -1,0 +1,114 @@
+"""Checkpoints: atomic writes, data-only loading, clear errors, self-describing models."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from uda_seg_core.config import Config
+from uda_seg_core.data.labels import CLASS_NAMES
+from uda_seg_core.train.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    fit_to_state_dict,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
+
+
+def tiny_config(backbone="resnet18"):
+    cfg = Config()
+    cfg.model.backbone = backbone
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def model():
+    from uda_seg_core.models import build_segmentation_model
+
+    return build_segmentation_model(tiny_config().model)
+
+
+def test_round_trip_rebuilds_the_model_alone(tmp_path, model):
+    path = save_checkpoint(tmp_path / "m.pt", model, tiny_config())
+    loaded, ckpt = load_model(path)
+    assert ckpt["class_names"] == list(CLASS_NAMES)
+    assert len(ckpt["palette"]) == 12 and ckpt["mean"] == [0.485, 0.456, 0.406]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    x = torch.rand(1, 3, 64, 96)
+    model.eval(), loaded.eval()
+    model.aux_mode = loaded.aux_mode = "eval"
+    assert torch.allclose(model(x), loaded(x))
+
+
+def test_wrong_backbone_or_class_count_names_both(tmp_path, model):
+    path = save_checkpoint(tmp_path / "m.pt", model, tiny_config())
+    with pytest.raises(CheckpointError, match=r"backbone='resnet18'.*backbone='resnet101'"):
+        load_model(path, expect=tiny_config("resnet101").model)
+    expect = tiny_config().model
+    expect.num_classes = 19
+    with pytest.raises(CheckpointError, match=r"num_classes=12.*num_classes=19"):
+        load_model(path, expect=expect)
+
+
+def test_not_a_checkpoint_or_corrupt(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a zip")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="not a uda_seg checkpoint"):
+        load_checkpoint(other)
+
+
+def test_code_in_a_checkpoint_is_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "uda_seg.checkpoint/1", "state_dict": {}, "x": nn.ReLU()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_checkpoint(evil)
+
+
+def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    atomic_save({"format": "uda_seg.checkpoint/1", "state_dict": {"w": torch.ones(3)}}, path)
+    # A writer killed in the middle of torch.save: the previous file must survive intact.
+    script = textwrap.dedent(f"""
+        import os, torch
+        from uda_seg_core.train import checkpoint
+        real_save = torch.save
+        def dying_save(obj, fh):
+            fh.write(b"partial bytes")
+            fh.flush()
+            os._exit(9)
+        checkpoint.torch.save = dying_save
+        checkpoint.atomic_save({{"state_dict": {{"w": torch.zeros(3)}}}}, {str(path)!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == 9
+    ckpt = load_checkpoint(path)
+    assert torch.equal(ckpt["state_dict"]["w"], torch.ones(3))
+    leftovers = [p for p in os.listdir(tmp_path) if p != "last.pt"]
+    assert all(p.endswith(".tmp") for p in leftovers)  # a temp file, never the target
+
+
+def test_fit_to_state_dict_reshapes_pruned_layers():
+    def net(c):
+        return nn.Sequential(nn.Conv2d(3, c, 3), nn.BatchNorm2d(c), nn.ReLU(),
+                             nn.Conv2d(c, c, 3, groups=c), nn.Conv2d(c, 5, 1))
+
+    pruned = net(4)
+    full = net(8)
+    fit_to_state_dict(full, pruned.state_dict())
+    full.load_state_dict(pruned.state_dict())
+    assert full[3].groups == 4
+    x = torch.rand(1, 3, 9, 9)
+    pruned.eval(), full.eval()
+    assert torch.allclose(full(x), pruned(x))
