@@ -1,0 +1,306 @@
+"""Segmenter: one RGB frame in, one class-id mask out (no ROS).
+
+The steps are separate methods so callers can time each one (the ROS node records
+decode / preprocess / inference / postprocess separately):
+
+    seg = Segmenter.from_checkpoint("runs/x/best.pt", device="auto", input_size=(360, 480))
+    seg.warmup(3)
+    batch = seg.preprocess(rgb)                  # HxWx3 uint8 -> 1x3xhxw float32, normalised
+    ids = seg.infer(batch)[0]                    # hxw uint8 class ids
+    mask = seg.postprocess(ids, rgb.shape[:2])   # back to HxW (nearest) if output_size='input'
+    colour, blend = seg.colorize(mask), seg.overlay(rgb, mask, alpha=0.5)
+
+Inference runs behind a small backend interface (`infer(batch) -> ids`) chosen from the
+`BACKENDS` registry, by name or, with backend='auto', by the model file's extension.
+The PyTorch backend is built in; others (ONNX Runtime) register themselves with
+`register_backend` from their own module, listed in `OPTIONAL_BACKEND_MODULES`.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from uda_seg_core.config import InferenceConfig
+from uda_seg_core.data.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
+from uda_seg_core.inference.latency import LatencyTracker
+
+PRECISIONS = ("fp32", "fp16")
+OUTPUT_SIZES = ("input", "network")
+
+
+class SegmenterError(ValueError):
+    """A Segmenter that cannot be built as asked (device, precision, backend, sizes)."""
+
+
+@dataclass
+class ModelInfo:
+    """What a backend knows about its model besides the weights."""
+
+    class_names: list[str]
+    palette: np.ndarray  # (C, 3) uint8 RGB
+    mean: list[float]  # RGB, on the 0-1 scale
+    std: list[float]
+    source: str = ""  # the file it came from
+
+
+class Backend(Protocol):
+    """The one thing a backend does: a normalised batch in, class ids out."""
+
+    name: str
+    device: str
+    info: ModelInfo
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) normalised -> uint8 (N, H, W) class ids."""
+        ...
+
+
+# factory(path, *, device, precision, channels_last) -> Backend; `device` is resolved
+# ('cpu', 'cuda', 'cuda:1'), `precision` is one of PRECISIONS.
+BackendFactory = Callable[..., Backend]
+BACKENDS: dict[str, BackendFactory] = {}
+EXTENSIONS: dict[str, str] = {}  # '.pt' -> 'torch'
+# Imported on demand so they can register; a missing optional dependency is no error
+# until that backend is asked for.
+OPTIONAL_BACKEND_MODULES = ("uda_seg_core.inference.onnx_backend",)
+_IMPORT_ERRORS: dict[str, str] = {}  # module -> why it could not register
+
+
+def register_backend(name: str, factory: BackendFactory, extensions: Sequence[str] = ()) -> None:
+    """Make `factory` available as backend `name`, and the default for `extensions`."""
+    BACKENDS[name] = factory
+    for ext in extensions:
+        EXTENSIONS[ext.lower()] = name
+
+
+def _load_optional_backends() -> None:
+    for module in OPTIONAL_BACKEND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            _IMPORT_ERRORS[module] = f"{module}: {exc}"
+
+
+def resolve_backend(path: str | Path, backend: str = "auto") -> str:
+    """The registered backend name for `path` ('auto' looks at the extension)."""
+    _load_optional_backends()
+    if backend == "auto":
+        suffix = Path(path).suffix.lower()
+        if suffix not in EXTENSIONS:
+            raise SegmenterError(
+                f"cannot tell the backend of {path} from its extension {suffix!r}; known: "
+                f"{', '.join(f'{e} -> {b}' for e, b in sorted(EXTENSIONS.items()))}; "
+                f"or pass backend= one of {', '.join(sorted(BACKENDS))}{_unavailable()}"
+            )
+        return EXTENSIONS[suffix]
+    if backend not in BACKENDS:
+        raise SegmenterError(
+            f"unknown inference backend {backend!r}; available here: {', '.join(sorted(BACKENDS))} "
+            f"(or 'auto' to choose from the file extension){_unavailable()}"
+        )
+    return backend
+
+
+def _unavailable() -> str:
+    failed = [why for why in _IMPORT_ERRORS.values() if "No module named 'uda_seg_core" not in why]
+    return f"; not loaded: {'; '.join(failed)}" if failed else ""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' if a GPU is usable, else 'cpu'; a CUDA device that is not there is
+    an error that says so."""
+    import torch
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            build = "a CPU-only torch build" if torch.version.cuda is None else "no visible GPU"
+            raise SegmenterError(
+                f"device {device!r} asked for, but CUDA is not available ({build}); "
+                f"use device 'cpu' or 'auto'"
+            )
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise SegmenterError(
+                f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices "
+                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
+        return device
+    raise SegmenterError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+class TorchBackend:
+    """A PyTorch model in 'pred' mode (argmax inside the graph) under inference_mode."""
+
+    name = "torch"
+
+    def __init__(self, model, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
+                 channels_last: bool = False):
+        import torch
+
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise SegmenterError(
+                f"precision 'fp16' runs on CUDA only, but the device is {device!r}; use fp32"
+            )
+        self.device = device
+        self.info = info
+        self.precision = precision
+        self.channels_last = channels_last
+        self._torch = torch
+        self._dtype = torch.float16 if precision == "fp16" else torch.float32
+        model = model.eval().to(device)
+        if precision == "fp16":
+            model = model.half()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if hasattr(model, "aux_mode"):
+            model.aux_mode = "pred"
+        self.model = model
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
+                        channels_last: bool = False) -> TorchBackend:
+        from uda_seg_core.train.checkpoint import load_model
+
+        model, ckpt = load_model(path, map_location="cpu")
+        return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            x = x.to(self.device, dtype=self._dtype, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = self.model(x)
+            if out.ndim == 4:  # a model without 'pred' mode returns logits
+                out = out.argmax(dim=1)
+            # uint8 on the device: 8x less to copy back than int64.
+            return out.to(torch.uint8).cpu().numpy()
+
+
+def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
+    """Class names, palette and normalisation stored in a uda_seg checkpoint."""
+    names = list(ckpt.get("class_names") or CLASS_NAMES)
+    palette = ckpt.get("palette")
+    palette = PALETTE[: len(names)] if palette is None else np.asarray(palette, dtype=np.uint8)
+    return ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
+                     mean=list(ckpt.get("mean", (0.485, 0.456, 0.406))),
+                     std=list(ckpt.get("std", (0.229, 0.224, 0.225))), source=str(path))
+
+
+register_backend("torch", TorchBackend.from_checkpoint, (".pt", ".pth"))
+
+
+class Segmenter:
+    """Pre-processing, a backend, and post-processing for one frame at a time."""
+
+    def __init__(self, backend: Backend, input_size: Sequence[int] = (360, 480),
+                 output_size: str = "input"):
+        if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
+            raise SegmenterError(f"input_size must be [height, width] > 0, got {list(input_size)}")
+        if output_size not in OUTPUT_SIZES:
+            raise SegmenterError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
+        info = backend.info
+        if len(info.class_names) > IGNORE_INDEX:
+            raise SegmenterError(f"{len(info.class_names)} classes do not fit a uint8 mask")
+        self.backend = backend
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.output_size = output_size
+        self.class_names = list(info.class_names)
+        self.palette = np.asarray(info.palette, dtype=np.uint8)
+        mean = np.asarray(info.mean, dtype=np.float32)
+        std = np.asarray(info.std, dtype=np.float32)
+        # (x / 255 - mean) / std == x * scale - shift: one multiply and one subtract.
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._shift = (mean / std).astype(np.float32)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
+                        input_size: Sequence[int] = (360, 480), output_size: str = "input",
+                        backend: str = "auto", channels_last: bool = False) -> Segmenter:
+        """Load a model file (.pt/.pth checkpoint, or an exported model whose backend is
+        registered) onto `device` ('auto' | 'cpu' | 'cuda' | 'cuda:N')."""
+        if precision not in PRECISIONS:
+            raise SegmenterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        path = Path(path)
+        if not path.is_file():
+            raise SegmenterError(f"model file not found: {path}")
+        name = resolve_backend(path, backend)
+        engine = BACKENDS[name](path, device=resolve_device(device), precision=precision,
+                                channels_last=channels_last)
+        return cls(engine, input_size, output_size)
+
+    @classmethod
+    def from_config(cls, path: str | Path, cfg: InferenceConfig) -> Segmenter:
+        return cls.from_checkpoint(path, cfg.device, cfg.precision, cfg.input_size,
+                                   cfg.output_size, cfg.backend)
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> (1, 3, h, w) float32 at the network size, normalised."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise SegmenterError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        height, width = self.input_size
+        if rgb.shape[:2] != (height, width):
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+        x = rgb.astype(np.float32)
+        x *= self._scale
+        x -= self._shift
+        return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) float32 -> (N, h, w) uint8 class ids."""
+        return self.backend.infer(batch)
+
+    def postprocess(self, ids: np.ndarray, original_hw: Sequence[int]) -> np.ndarray:
+        """Class ids at the network size -> HxW uint8 at the input size (nearest) when
+        output_size is 'input', unchanged when it is 'network'."""
+        ids = np.asarray(ids, dtype=np.uint8)
+        height, width = int(original_hw[0]), int(original_hw[1])
+        if self.output_size == "input" and ids.shape != (height, width):
+            ids = cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST)
+        return np.ascontiguousarray(ids)
+
+    def colorize(self, ids: np.ndarray) -> np.ndarray:
+        """HxW class ids -> HxWx3 uint8 RGB with the model's palette."""
+        return ids_to_rgb(ids, self.palette)
+
+    def overlay(self, rgb: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The colour mask blended over the image: (1 - alpha) * rgb + alpha * colour."""
+        if not 0.0 <= alpha <= 1.0:
+            raise SegmenterError(f"overlay alpha must be in [0, 1], got {alpha}")
+        colour = self.colorize(ids)
+        if rgb.shape[:2] != ids.shape:  # output_size 'network': draw on the resized image
+            rgb = cv2.resize(rgb, (ids.shape[1], ids.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, colour, alpha, 0.0)
+
+    def warmup(self, iterations: int = 3) -> None:
+        """Run the network on a blank frame so the first real frame pays no set-up cost."""
+        blank = np.zeros((1, 3, *self.input_size), dtype=np.float32)
+        for _ in range(max(0, int(iterations))):
+            self.infer(blank)
+
+    def segment(self, rgb: np.ndarray, tracker: LatencyTracker | None = None) -> np.ndarray:
+        """preprocess -> infer -> postprocess; each step timed in `tracker` when given."""
+        if tracker is None:
+            return self.postprocess(self.infer(self.preprocess(rgb))[0], rgb.shape[:2])
+        with tracker.measure("preprocess"):
+            batch = self.preprocess(rgb)
+        with tracker.measure("inference"):
+            ids = self.infer(batch)[0]
+        with tracker.measure("postprocess"):
+            return self.postprocess(ids, rgb.shape[:2])

@@ -1,0 +1,69 @@
+"""LatencyTracker -> diagnostic_msgs/DiagnosticArray for `/diagnostics`.
+
+One DiagnosticStatus per report, named after the node, with key/value pairs a
+diagnostic_aggregator, `ros2 topic echo /diagnostics` or rqt_runtime_monitor can show:
+
+    fps, frames_received, frames_processed, frames_dropped, frames_rejected, ...
+    <stage>_p50_ms, <stage>_p90_ms, <stage>_p99_ms, <stage>_max_ms, <stage>_count
+
+Level: OK while frames flow; WARN when frames were rejected or inference failed since
+the previous report, or none were processed yet; ERROR when frames arrive but none
+could be processed since the previous report.
+
+    array = build_diagnostics(tracker.summary(), stamp, name="uda_segmentation")
+    values = status_values(array.status[0])          # {"fps": "14.9", ...}
+"""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+PERCENTILES = ("p50", "p90", "p99", "max")
+
+
+def summary_values(summary: dict) -> list[tuple[str, str]]:
+    """Flatten LatencyTracker.summary() into (key, value) strings; pure, no messages."""
+    values = [("fps", f"{summary['fps']:.2f}"), ("window", str(summary["window"]))]
+    values += [(f"frames_{name}", str(count)) for name, count in summary["counters"].items()]
+    for stage, stats in summary["stages"].items():
+        values.append((f"{stage}_count", str(stats["count"])))
+        for key in PERCENTILES:
+            value = stats[key]
+            values.append((f"{stage}_{key}_ms", "nan" if value is None else f"{value:.3f}"))
+    return values
+
+
+def diagnostic_level(summary: dict, previous: dict | None) -> tuple[bytes, str]:
+    """(level, message) from the counters now and at the previous report."""
+    now = summary["counters"]
+    before = (previous or {}).get("counters", {})
+
+    def delta(name: str) -> int:
+        return now.get(name, 0) - before.get(name, 0)
+
+    processed, received = delta("processed"), delta("received")
+    if received > 0 and processed == 0:
+        return DiagnosticStatus.ERROR, f"{received} frames received, none processed"
+    problems = [f"{delta(name)} {name}" for name in ("rejected", "failed") if delta(name) > 0]
+    if problems:
+        return DiagnosticStatus.WARN, ", ".join(problems) + f"; {summary['fps']:.1f} fps"
+    if now.get("processed", 0) == 0:
+        return DiagnosticStatus.WARN, "no frames processed yet"
+    return DiagnosticStatus.OK, f"{summary['fps']:.1f} fps"
+
+
+def build_diagnostics(summary: dict, stamp, name: str, hardware_id: str = "",
+                      previous: dict | None = None) -> DiagnosticArray:
+    """A DiagnosticArray with one status for the node, stamped `stamp`."""
+    level, message = diagnostic_level(summary, previous)
+    status = DiagnosticStatus(level=level, name=f"{name}: segmentation", message=message,
+                              hardware_id=hardware_id)
+    status.values = [KeyValue(key=key, value=value) for key, value in summary_values(summary)]
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = [status]
+    return array
+
+
+def status_values(status: DiagnosticStatus) -> dict[str, str]:
+    """The key/value pairs of one status as a dict (for readers and tests)."""
+    return {kv.key: kv.value for kv in status.values}
