@@ -1,0 +1,288 @@
+"""`uda-seg-bag evaluate`: live mIoU of a running segmentation node against a bag's labels.
+
+    uda-seg-bag evaluate --expect 24 --out runs/demo/live.json &
+    segmentation_node --ros-args -p model_path:=model.pt
+    uda-seg-bag play runs/demo/camvid_test_bag --remap /camera/image_raw:=image
+
+The evaluator subscribes to the ground truth (`/camera/labels`, mono8 class ids, written
+by `uda-seg-bag write`) and to the node's `segmentation/class_mask` (mono8), pairs the
+two by header stamp (the node copies the input header; the player gives an image and
+its label the same stamp), and accumulates one ConfusionMatrix over the matched frames.
+A mask must have the label's size: the node's default `output_size: input` resizes the
+mask back to the image size; a mask of another size is counted as `size_mismatch` and
+left out rather than resampled, so the live figure is the one `uda-seg evaluate` gives.
+
+It stops when --expect frames were matched, when nothing arrived for --idle seconds
+after the first message, or after --timeout seconds, and prints (and with --out writes
+as JSON) mIoU, pixel accuracy, per-class IoU, frames matched / missed, and the
+end-to-end latency it observed (mask arrival - header stamp, meaningful when the player
+restamps to the current time). --node-stats merges the node's own latency summary (the
+JSON its `stats_file` parameter writes at shutdown) when that file exists.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from uda_seg_core.data.labels import NUM_CLASSES
+from uda_seg_core.metrics import ConfusionMatrix
+
+MAX_PENDING = 512  # unmatched frames kept per side; older ones count as missed
+# An end-to-end latency above this is a stamp from another clock (e.g. --no-restamp).
+PLAUSIBLE_LATENCY_S = 60.0
+
+
+class LiveEvaluation:
+    """Pairs label and mask arrays by stamp and scores the pairs; knows nothing of ROS."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, max_pending: int = MAX_PENDING):
+        self.cm = ConfusionMatrix(num_classes)
+        self.max_pending = max_pending
+        self.labels: OrderedDict[object, np.ndarray] = OrderedDict()
+        self.masks: OrderedDict[object, np.ndarray] = OrderedDict()
+        self.matched: set = set()
+        self.latencies_ms: list[float] = []
+        self.counts = {"labels": 0, "masks": 0, "matched": 0, "size_mismatch": 0,
+                       "duplicate_masks": 0, "evicted_labels": 0, "evicted_masks": 0}
+        self.first_mismatch = ""
+        self.lock = threading.Lock()
+
+    def add_label(self, key, label: np.ndarray) -> None:
+        with self.lock:
+            self.counts["labels"] += 1
+            if key in self.masks:
+                self._score(key, self.masks.pop(key), label)
+            else:
+                self._keep(self.labels, key, np.array(label, copy=True), "evicted_labels")
+
+    def add_mask(self, key, mask: np.ndarray, latency_s: float | None = None) -> None:
+        with self.lock:
+            self.counts["masks"] += 1
+            if key in self.matched or key in self.masks:
+                self.counts["duplicate_masks"] += 1
+                return
+            if latency_s is not None and 0 <= latency_s < PLAUSIBLE_LATENCY_S:
+                self.latencies_ms.append(latency_s * 1e3)
+            if key in self.labels:
+                self._score(key, mask, self.labels.pop(key))
+            else:
+                self._keep(self.masks, key, np.array(mask, copy=True), "evicted_masks")
+
+    def _keep(self, table: OrderedDict, key, array: np.ndarray, evicted: str) -> None:
+        table[key] = array
+        while len(table) > self.max_pending:
+            table.popitem(last=False)
+            self.counts[evicted] += 1
+
+    def _score(self, key, mask: np.ndarray, label: np.ndarray) -> None:
+        self.matched.add(key)
+        if mask.shape != label.shape:
+            self.counts["size_mismatch"] += 1
+            self.first_mismatch = self.first_mismatch or (
+                f"mask {mask.shape[1]}x{mask.shape[0]} vs label {label.shape[1]}x{label.shape[0]}: "
+                f"run the node with output_size:=input so masks come back at the image size")
+            return
+        self.cm.update(mask, label)
+        self.counts["matched"] += 1
+
+    @property
+    def frames_matched(self) -> int:
+        with self.lock:
+            return self.counts["matched"]
+
+    def result(self) -> dict:
+        """JSON-ready: the metrics, the frame accounting and the observed latency."""
+        with self.lock:
+            counts = dict(self.counts)
+            missed = len(self.labels) + counts["evicted_labels"]
+            lat = np.array(self.latencies_ms, dtype=np.float64)
+            summary = self.cm.summary()
+        latency = {"count": int(lat.size)}
+        if lat.size:
+            p50, p90, p99 = np.percentile(lat, [50, 90, 99])
+            latency.update(p50=float(p50), p90=float(p90), p99=float(p99), max=float(lat.max()))
+        return {
+            "miou": summary["miou"],
+            "miou_12": summary["miou_12"],
+            "accuracy": summary["accuracy"],
+            "per_class_iou": summary["per_class_iou"],
+            "pixels": summary["pixels"],
+            "frames_labelled": counts["labels"],
+            "masks_received": counts["masks"],
+            "frames_matched": counts["matched"],
+            "frames_missed": missed,
+            "masks_without_label": len(self.masks) + counts["evicted_masks"],
+            "size_mismatch": counts["size_mismatch"],
+            "size_mismatch_detail": self.first_mismatch,
+            "duplicate_masks": counts["duplicate_masks"],
+            "rejected": counts.get("rejected", 0),
+            "e2e_latency_ms": latency,
+        }
+
+    def table(self) -> str:
+        return self.cm.table()
+
+
+def merge_node_stats(result: dict, path: str | Path, wait_s: float = 0.0) -> dict:
+    """Add the node's shutdown summary (its `stats_file` JSON) under result['node']."""
+    path = Path(path)
+    deadline = time.monotonic() + wait_s
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if path.is_file():
+        try:
+            result["node"] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            result["node_error"] = f"{path}: not valid JSON ({exc})"
+    else:
+        result["node_error"] = f"{path} not found (the node writes it at shutdown when its " \
+                               f"stats_file parameter is set)"
+    return result
+
+
+def format_result(result: dict) -> str:
+    def pct(value):
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else f"{100 * value:.2f}"
+
+    lines = [
+        (f"live mIoU {pct(result['miou'])} (11 classes), {pct(result['miou_12'])} (12), "
+         f"pixel accuracy {pct(result['accuracy'])}"),
+        (f"frames: {result['frames_matched']} matched, {result['frames_missed']} missed of "
+         f"{result['frames_labelled']} labelled; {result['masks_without_label']} masks without "
+         f"label; {result['size_mismatch']} size mismatches"),
+    ]
+    if result["size_mismatch_detail"]:
+        lines.append(f"size mismatch: {result['size_mismatch_detail']}")
+    lat = result["e2e_latency_ms"]
+    if lat["count"]:
+        lines.append(f"end-to-end (stamp -> mask received) p50 {lat['p50']:.1f} ms, "
+                     f"p99 {lat['p99']:.1f} ms over {lat['count']} frames")
+    lines.append("per-class IoU: " + ", ".join(
+        f"{name} {pct(v)}" for name, v in result["per_class_iou"].items()))
+    return "\n".join(lines)
+
+
+def mask_qos(kind: str):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    if kind not in ("reliable", "best_effort"):
+        raise ValueError(f"--mask-qos must be reliable or best_effort, got {kind!r}")
+    reliability = ReliabilityPolicy.RELIABLE if kind == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=100, reliability=reliability)
+
+
+def evaluate_live(labels_topic: str = "/camera/labels",
+                  mask_topic: str = "segmentation/class_mask", *, timeout: float = 120.0,
+                  idle: float = 5.0, expect: int = 0, mask_qos_kind: str = "reliable",
+                  ready_file: str | Path | None = None, log=print) -> LiveEvaluation:
+    """Run the evaluator node until done (see the module docstring); returns its state."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    from uda_seg_ros.conversions import ImageConversionError, image_to_numpy
+
+    evaluation = LiveEvaluation()
+    last_message = [0.0]
+    rejected = [0]
+
+    def decode(msg: Image) -> np.ndarray | None:
+        try:
+            array, encoding = image_to_numpy(msg)
+        except ImageConversionError as exc:
+            rejected[0] += 1
+            log(f"rejected a message: {exc}")
+            return None
+        if encoding != "mono8":
+            rejected[0] += 1
+            log(f"rejected a {encoding} message: labels and class masks must be mono8 class ids")
+            return None
+        return array
+
+    def key(msg: Image) -> tuple[int, int]:
+        return (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+    def on_label(msg: Image) -> None:
+        last_message[0] = time.monotonic()
+        label = decode(msg)
+        if label is not None:
+            evaluation.add_label(key(msg), label)
+
+    def on_mask(msg: Image) -> None:
+        arrived = time.time()
+        last_message[0] = time.monotonic()
+        mask = decode(msg)
+        if mask is not None:
+            latency = arrived - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            evaluation.add_mask(key(msg), mask, latency)
+
+    rclpy.init()
+    node = rclpy.create_node("uda_seg_live_eval")
+    # The player publishes labels reliably with depth 32; a deep reliable queue here
+    # means no label is lost while a mask is being scored.
+    node.create_subscription(Image, labels_topic, on_label, QoSProfile(depth=100))
+    node.create_subscription(Image, mask_topic, on_mask, mask_qos(mask_qos_kind))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if ready_file:
+            Path(ready_file).write_text("ready\n")
+        start = time.monotonic()
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+            now = time.monotonic()
+            if expect and evaluation.frames_matched + evaluation.counts["size_mismatch"] >= expect:
+                break
+            if now - start > timeout:
+                log(f"evaluate: stopping after --timeout {timeout:g} s")
+                break
+            if last_message[0] and now - last_message[0] > idle:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    evaluation.counts["rejected"] = rejected[0]
+    return evaluation
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--labels-topic", default="/camera/labels")
+    parser.add_argument("--mask-topic", default="segmentation/class_mask")
+    parser.add_argument("--mask-qos", default="reliable", choices=("reliable", "best_effort"),
+                        help="must be compatible with the node's class_mask publisher")
+    parser.add_argument("--expect", type=int, default=0,
+                        help="stop once this many frames were matched (0 = wait for --idle)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds")
+    parser.add_argument("--idle", type=float, default=5.0,
+                        help="stop when nothing arrived for this many seconds after the first message")
+    parser.add_argument("--out", default="", help="write the result as JSON here")
+    parser.add_argument("--node-stats", default="",
+                        help="the node's stats_file JSON, merged into the result if present")
+    parser.add_argument("--ready-file", default="",
+                        help="touch this file once the subscriptions exist (for scripts)")
+
+
+def run(args) -> int:
+    evaluation = evaluate_live(args.labels_topic, args.mask_topic, timeout=args.timeout,
+                               idle=args.idle, expect=args.expect, mask_qos_kind=args.mask_qos,
+                               ready_file=args.ready_file or None)
+    result = evaluation.result()
+    if args.node_stats:
+        merge_node_stats(result, args.node_stats)
+    print(format_result(result), flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["frames_matched"] else 3
