@@ -82,13 +82,13 @@ CAMVID_NAME_TO_CLASS: dict[str, int] = {
 # 5 Tree, 6 SignSymbol, 7 Fence, 8 Car, 9 Pedestrian, 10 Bicyclist, 11 Unlabelled.
 SEGNET_TO_CLASS = np.array([9, 1, 3, 6, 7, 10, 8, 4, 2, 5, 0, BACKGROUND], dtype=np.uint8)
 
-# IDDA (CARLA) semantic ids 0-26, stored in the red channel of the label PNGs. Names
-# of the ids that map to Background are descriptive only; the mapping is what matters.
+# IDDA (CARLA) semantic ids 0-26, stored in the red channel of the label PNGs, named as
+# in the dataset's classes_info.json ("label" list).
 IDDA_ID_NAMES: tuple[str, ...] = (
     "unlabeled", "building", "fence", "other", "pedestrian", "pole", "roadline",
-    "road", "sidewalk", "vegetation", "car", "wall", "tsign", "tlight", "terrain",
-    "truck", "bicycle", "motorcycle", "rider", "bus", "sky", "train", "guardrail",
-    "static", "bridge", "railtrack", "water",
+    "road", "sidewalk", "vegetation", "car", "wall", "tsign", "tlight", "guardrail",
+    "dynamic", "bicycle", "motorcycle", "rider", "terrain", "sky", "railtrack", "ground",
+    "statics", "bridge", "water", "truck",
 )
 IDDA_ID_TO_NAMED_CLASS: dict[int, int] = {
     1: 1,    # building -> Building
