@@ -1,0 +1,103 @@
+"""The paper's losses (section III-A): dice (eq. 3), segmentation with two auxiliary terms
+(eq. 4), discriminator BCE (eq. 2) and adversarial (eq. 5).
+
+    from uda_seg_core.losses import segmentation_loss, discriminator_loss, adversarial_loss
+    total, parts = segmentation_loss(model(images), labels, aux_weight=1.0)
+    l_d = (discriminator_loss(d(p_source.detach()), SOURCE_LABEL)
+           + discriminator_loss(d(p_target.detach()), TARGET_LABEL))
+    l_adv = adversarial_loss(d(p_target))  # the generator wants target judged as source
+
+Domain labels follow DESIGN.md and AdaptSegNet's code: source 0, target 1. The paper's
+text under eq. 2 states the opposite convention (z = 1 for source); only the naming
+differs, the game is the same, and the code keeps one convention everywhere.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from uda_seg_core.data.labels import IGNORE_INDEX
+
+SOURCE_LABEL = 0
+TARGET_LABEL = 1
+
+
+def dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    eps: float = 1.0,
+    per_class: bool = False,
+) -> torch.Tensor:
+    """Eq. 3 on softmax(logits) (N, C, H, W) against one-hot(target) (N, H, W).
+
+    Default (the paper's formula): ONE ratio summed over every valid pixel and class of
+    the batch, 1 - (2 sum p g + eps) / (sum (p + g) + eps). Since softmax and one-hot
+    each sum to 1 per pixel, this equals 1 - mean probability of the true class, so large
+    classes (road, sky, building) dominate it. `per_class=True` gives the common variant
+    that computes the ratio per class and averages over the classes present, weighting
+    small classes equally. Pixels equal to `ignore_index` count in neither sum; a batch
+    with no valid pixel gives 0. `eps` smooths the ratio (and keeps it defined).
+    """
+    if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(
+            f"dice_loss: logits must be (N, C, H, W) and target (N, H, W) of the same N, H, W; "
+            f"got {tuple(logits.shape)} and {tuple(target.shape)}"
+        )
+    probs = logits.float().softmax(dim=1)
+    valid = (target != ignore_index).unsqueeze(1)  # (N, 1, H, W)
+    labels = torch.where(valid.squeeze(1), target, torch.zeros_like(target)).long()
+    one_hot = torch.zeros_like(probs).scatter_(1, labels.unsqueeze(1), 1.0) * valid
+    probs = probs * valid
+    dims = (0, 2, 3) if per_class else (0, 1, 2, 3)
+    intersection = (probs * one_hot).sum(dims)
+    total = (probs + one_hot).sum(dims)
+    dice = (2 * intersection + eps) / (total + eps)
+    if per_class:
+        present = one_hot.sum((0, 2, 3)) > 0
+        if not present.any():
+            return (1 - dice).sum() * 0  # keeps the graph, value 0
+        return 1 - dice[present].mean()
+    return 1 - dice
+
+
+def segmentation_loss(
+    outputs: torch.Tensor | Sequence[torch.Tensor],
+    target: torch.Tensor,
+    aux_weight: float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 4: dice(main) + alpha * (dice(aux16) + dice(aux32)).
+
+    `outputs` is BiSeNet's train-mode tuple (main, aux16, aux32), or a bare logits tensor
+    (then only the main term). Returns the total and its parts, detached, for logging
+    (call .item() when logging, not every step, to avoid GPU syncs).
+    """
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    names = ("dice_main", "dice_aux16", "dice_aux32")
+    if len(outputs) > len(names):
+        raise ValueError(
+            f"segmentation_loss: expected at most 3 outputs (main, aux16, aux32), got {len(outputs)}"
+        )
+    terms = [dice_loss(out, target, ignore_index) for out in outputs]
+    total = terms[0] + aux_weight * sum(terms[1:], torch.zeros_like(terms[0]))
+    parts = {name: term.detach() for name, term in zip(names, terms)}
+    parts["seg"] = total.detach()
+    return total, parts
+
+
+def discriminator_loss(d_logits: torch.Tensor, domain_label: int) -> torch.Tensor:
+    """Eq. 2: BCE-with-logits of D's map against a constant map of `domain_label`.
+
+    Averaged over the map (eq. 2 sums over h, w); the mean is what AdaptSegNet uses and
+    what lambda_adv = 0.001 was tuned with.
+    """
+    return F.binary_cross_entropy_with_logits(d_logits, torch.full_like(d_logits, float(domain_label)))
+
+
+def adversarial_loss(d_logits_target: torch.Tensor, source_label: int = SOURCE_LABEL) -> torch.Tensor:
+    """Eq. 5: the segmentation network fools D when target predictions are judged source."""
+    return discriminator_loss(d_logits_target, source_label)

@@ -1,0 +1,155 @@
+"""Segmentation metrics from one confusion matrix: pixel accuracy, per-class IoU, mIoU.
+
+Shared by training-time validation and `uda-seg evaluate`. Rows are ground truth, columns
+predictions; pixels whose label is `ignore_index` are not counted. The headline mIoU is
+over the 11 named classes (Background excluded, as in the paper); `miou_all` adds
+Background. A class absent from both the predictions and the labels has IoU NaN and is
+left out of the means (nanmean).
+
+    cm = ConfusionMatrix()
+    for images, labels in loader:
+        cm.update(model(images, aux_mode="pred"), labels)
+    cm.all_reduce()          # under torchrun; a no-op otherwise
+    print(cm.table()); json.dump(cm.summary(), f)
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from uda_seg_core.data.labels import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    NAMED_CLASSES,
+    NUM_CLASSES,
+)
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"ConfusionMatrix.update: {what} must be a torch.Tensor or numpy array, got {type(x).__name__}"
+        )
+    if x.is_floating_point():
+        raise TypeError(f"ConfusionMatrix.update: {what} must hold integer class ids, got {x.dtype}")
+    return x.reshape(-1).long()
+
+
+class ConfusionMatrix:
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        ignore_index: int = IGNORE_INDEX,
+        class_names: Sequence[str] | None = None,
+    ):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        if class_names is None:
+            class_names = CLASS_NAMES if num_classes == NUM_CLASSES else [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"ConfusionMatrix: {len(class_names)} class names for {num_classes} classes")
+        self.class_names = tuple(class_names)
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def reset(self) -> None:
+        self.mat.zero_()
+
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
+        """Count one batch of predicted ids against label ids (any equal shapes)."""
+        if tuple(pred.shape) != tuple(target.shape):
+            raise ValueError(
+                f"ConfusionMatrix.update: prediction shape {tuple(pred.shape)} != label shape "
+                f"{tuple(target.shape)} (pass class ids, e.g. logits.argmax(1), not logits)"
+            )
+        pred, target = _as_tensor(pred, "pred"), _as_tensor(target, "target")
+        pred = pred.to(target.device)
+        n = self.num_classes
+        keep = target != self.ignore_index
+        pred, target = pred[keep], target[keep]
+        for what, ids in (("label", target), ("prediction", pred)):
+            bad = (ids < 0) | (ids >= n)
+            if bad.any():
+                raise ValueError(
+                    f"ConfusionMatrix.update: {what} ids {sorted(set(ids[bad].unique().tolist()))[:10]} are "
+                    f"outside 0..{n - 1} and not ignore_index={self.ignore_index}"
+                )
+        counts = torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+        if self.mat.device != counts.device:
+            self.mat = self.mat.to(counts.device)
+        self.mat += counts
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        if other.num_classes != self.num_classes:
+            raise ValueError(
+                f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class one"
+            )
+        self.mat += other.mat.to(self.mat.device)
+        return self
+
+    def all_reduce(self) -> ConfusionMatrix:
+        """Sum the matrices of all processes (torch.distributed); a no-op when not initialised.
+
+        Under the nccl backend the matrix must be on the process's GPU, which it is when
+        the updates were GPU tensors.
+        """
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+        return self
+
+    @property
+    def pixel_accuracy(self) -> float:
+        total = self.mat.sum().item()
+        return self.mat.diag().sum().item() / total if total else math.nan
+
+    @property
+    def iou(self) -> torch.Tensor:
+        """Per-class IoU, float64 (num_classes,); NaN where a class is in neither pred nor gt."""
+        mat = self.mat.double().cpu()
+        tp = mat.diag()
+        union = mat.sum(0) + mat.sum(1) - tp
+        return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
+
+    def miou(self, classes: Sequence[int] | None = None) -> float:
+        """Mean IoU over `classes` (default: the 11 named classes), NaNs left out."""
+        if classes is None:
+            classes = NAMED_CLASSES if self.num_classes == NUM_CLASSES else range(self.num_classes)
+        values = self.iou[list(classes)]
+        return values.nanmean().item() if not values.isnan().all() else math.nan
+
+    @property
+    def miou_all(self) -> float:
+        return self.miou(range(self.num_classes))
+
+    def summary(self) -> dict:
+        """JSON-ready: NaN (undefined) becomes None."""
+        return {
+            "accuracy": _json_float(self.pixel_accuracy),
+            "miou": _json_float(self.miou()),
+            "miou_12": _json_float(self.miou_all),
+            "per_class_iou": {name: _json_float(v) for name, v in zip(self.class_names, self.iou.tolist())},
+            "pixels": int(self.mat.sum().item()),
+        }
+
+    def table(self) -> str:
+        """Markdown table: per-class IoU, then mIoU (11), mIoU (all) and pixel accuracy."""
+        lines = ["| class | IoU |", "|---|---:|"]
+        for name, value in zip(self.class_names, self.iou.tolist()):
+            lines.append(f"| {name} | {_fmt(value)} |")
+        lines.append(f"| **mIoU (named classes)** | {_fmt(self.miou())} |")
+        lines.append(f"| **mIoU (all {self.num_classes})** | {_fmt(self.miou_all)} |")
+        lines.append(f"| **pixel accuracy** | {_fmt(self.pixel_accuracy)} |")
+        return "\n".join(lines)
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"

@@ -1,0 +1,88 @@
+"""ConfusionMatrix against small hand-computed examples."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from uda_seg_core.metrics import ConfusionMatrix
+
+
+def test_three_class_example_by_hand():
+    cm = ConfusionMatrix(num_classes=3, class_names=["a", "b", "c"])
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 2, 0, 1]])
+    cm.update(pred, target)
+    assert cm.mat.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert cm.pixel_accuracy == pytest.approx(5 / 7)
+    # IoU = tp / (gt + pred - tp): a 1/(2+2-1), b 2/(2+3-2), c 2/(3+2-2)
+    assert cm.iou.tolist() == pytest.approx([1 / 3, 2 / 3, 2 / 3])
+    assert cm.miou() == pytest.approx(5 / 9)
+    assert cm.miou([0, 2]) == pytest.approx(0.5)
+
+
+def test_absent_class_is_nan_and_left_out_of_the_mean():
+    cm = ConfusionMatrix(num_classes=3)
+    cm.update(np.array([0, 0, 1]), np.array([0, 1, 1]))
+    iou = cm.iou
+    assert iou[0].item() == pytest.approx(1 / 2) and iou[1].item() == pytest.approx(1 / 2)
+    assert math.isnan(iou[2].item())
+    assert cm.miou_all == pytest.approx(0.5)
+    # A class predicted but never in the labels has IoU 0, not NaN.
+    cm.update(np.array([2]), np.array([0]))
+    assert cm.iou[2].item() == 0.0
+
+
+def test_twelve_classes_headline_excludes_background():
+    cm = ConfusionMatrix()  # 12 classes, 11 named
+    target = torch.tensor([0, 6, 11, 11])
+    pred = torch.tensor([0, 6, 6, 11])
+    cm.update(pred, target)
+    # Road (6): tp 1, gt 1, pred 2 -> 0.5; Background (11): tp 1, gt 2, pred 1 -> 0.5
+    assert cm.miou() == pytest.approx((1 + 0.5) / 2)
+    assert cm.miou_all == pytest.approx((1 + 0.5 + 0.5) / 3)
+    summary = cm.summary()
+    assert summary["accuracy"] == pytest.approx(0.75) and summary["pixels"] == 4
+    assert summary["per_class_iou"]["Road"] == pytest.approx(0.5)
+    assert summary["per_class_iou"]["Sky"] is None
+    assert summary["miou_12"] == pytest.approx(cm.miou_all)
+    json.loads(json.dumps(summary, allow_nan=False))
+    table = cm.table()
+    assert "| Road | 0.500 |" in table and "| Sky | n/a |" in table and "0.750" in table
+
+
+def test_ignore_index_and_all_ignored():
+    cm = ConfusionMatrix(num_classes=2, ignore_index=255)
+    cm.update(torch.tensor([1, 1]), torch.tensor([255, 255]))
+    assert cm.mat.sum() == 0 and math.isnan(cm.pixel_accuracy) and math.isnan(cm.miou())
+
+
+def test_merge_equals_joint_update_and_reset():
+    rng = np.random.default_rng(0)
+    preds = [rng.integers(0, 12, (2, 5, 7)) for _ in range(3)]
+    targets = [rng.integers(0, 12, (2, 5, 7)) for _ in range(3)]
+    targets[1][0, 0] = 255
+    joint, parts = ConfusionMatrix(), [ConfusionMatrix() for _ in range(3)]
+    joint.update(np.stack(preds), np.stack(targets))
+    for cm, p, t in zip(parts, preds, targets):
+        cm.update(torch.from_numpy(p), torch.from_numpy(t))
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    assert torch.equal(merged.mat, joint.mat) and joint.mat.sum() == 3 * 70 - 7  # one ignored row of 7
+    assert merged.all_reduce() is merged  # not distributed: a no-op
+    merged.reset()
+    assert merged.mat.sum() == 0
+
+
+def test_bad_inputs_are_named():
+    cm = ConfusionMatrix(num_classes=3)
+    with pytest.raises(ValueError, match="shape"):
+        cm.update(torch.zeros(1, 3, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"label ids \[7\]"):
+        cm.update(torch.tensor([0, 1]), torch.tensor([0, 7]))
+    with pytest.raises(TypeError, match="integer"):
+        cm.update(torch.zeros(2), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="merge"):
+        cm.merge(ConfusionMatrix(num_classes=4))
