@@ -140,7 +140,7 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
         raise BagError(f"{bag}: none of the topics {topics} is in the bag")
     image_topics = {c.topic for c in connections if c.topic in (IMAGE_TOPIC, COMPRESSED_TOPIC)}
 
-    rclpy.init()
+    rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_bag_player")
     executor = SingleThreadedExecutor()
     executor.add_node(node)

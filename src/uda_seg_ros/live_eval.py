@@ -30,9 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_seg_core.data.labels import NUM_CLASSES
-from uda_seg_core.metrics import ConfusionMatrix
-
 MAX_PENDING = 512  # unmatched frames kept per side; older ones count as missed
 # An end-to-end latency above this is a stamp from another clock (e.g. --no-restamp).
 PLAUSIBLE_LATENCY_S = 60.0
@@ -41,7 +38,10 @@ PLAUSIBLE_LATENCY_S = 60.0
 class LiveEvaluation:
     """Pairs label and mask arrays by stamp and scores the pairs; knows nothing of ROS."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, max_pending: int = MAX_PENDING):
+    def __init__(self, num_classes: int = 12, max_pending: int = MAX_PENDING):
+        # Imported here: uda_seg_core pulls in torch, which `uda-seg-bag play` never needs.
+        from uda_seg_core.metrics import ConfusionMatrix
+
         self.cm = ConfusionMatrix(num_classes)
         self.max_pending = max_pending
         self.labels: OrderedDict[object, np.ndarray] = OrderedDict()
@@ -224,7 +224,7 @@ def evaluate_live(labels_topic: str = "/camera/labels",
             latency = arrived - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             evaluation.add_mask(key(msg), mask, latency)
 
-    rclpy.init()
+    rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_live_eval")
     # The player publishes labels reliably with depth 32; a deep reliable queue here
     # means no label is lost while a mask is being scored.

@@ -1,0 +1,123 @@
+"""Live evaluation: stamp matching, and play -> (node) -> evaluate across real processes."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from bag_helpers import write_tiny_camvid
+
+from uda_seg_core.metrics import ConfusionMatrix
+from uda_seg_ros.live_eval import LiveEvaluation, merge_node_stats
+
+
+def _frames(n=4, shape=(6, 8), seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 12, shape).astype(np.uint8), rng.integers(0, 12, shape).astype(np.uint8))
+            for _ in range(n)]
+
+
+def test_matching_by_stamp_is_order_independent_and_equals_one_confusion_matrix():
+    frames = _frames()
+    direct = ConfusionMatrix()
+    for label, mask in frames:
+        direct.update(mask, label)
+    live = LiveEvaluation()
+    # Masks of frames 2 and 3 arrive before their labels; frame 1's label comes last.
+    live.add_label((0, 0), frames[0][0])
+    live.add_mask((2, 0), frames[2][1], latency_s=0.010)
+    live.add_mask((0, 0), frames[0][1], latency_s=0.020)
+    live.add_mask((1, 0), frames[1][1], latency_s=0.030)
+    live.add_label((2, 0), frames[2][0])
+    live.add_mask((3, 0), frames[3][1], latency_s=0.040)
+    live.add_label((3, 0), frames[3][0])
+    live.add_label((1, 0), frames[1][0])
+    result = live.result()
+    assert result["frames_matched"] == 4 and result["frames_missed"] == 0
+    assert result["masks_without_label"] == 0
+    assert math.isclose(result["miou"], direct.miou(), abs_tol=1e-12)
+    assert math.isclose(result["accuracy"], direct.pixel_accuracy, abs_tol=1e-12)
+    assert result["e2e_latency_ms"]["count"] == 4
+    assert math.isclose(result["e2e_latency_ms"]["p50"], 25.0)
+
+
+def test_missed_frames_duplicates_and_size_mismatches_are_counted_not_scored():
+    frames = _frames(3)
+    live = LiveEvaluation()
+    for i, (label, _) in enumerate(frames):
+        live.add_label((i, 0), label)
+    live.add_mask((0, 0), frames[0][1])
+    live.add_mask((0, 0), frames[1][1])  # a second mask for frame 0 must not count again
+    live.add_mask((1, 0), np.zeros((3, 4), np.uint8))  # half size: reported, left out
+    live.add_mask((9, 0), frames[2][1], latency_s=1e6)  # no such label; implausible latency
+    result = live.result()
+    assert result["frames_matched"] == 1
+    assert result["duplicate_masks"] == 1
+    assert result["size_mismatch"] == 1 and "output_size" in result["size_mismatch_detail"]
+    assert result["frames_missed"] == 1  # frame 2
+    assert result["masks_without_label"] == 1
+    assert result["e2e_latency_ms"]["count"] == 0
+    only = ConfusionMatrix()
+    only.update(frames[0][1], frames[0][0])
+    assert math.isclose(result["miou"], only.miou(), abs_tol=1e-12)
+
+
+def test_pending_frames_are_bounded():
+    live = LiveEvaluation(max_pending=3)
+    for i in range(10):
+        live.add_label((i, 0), np.zeros((2, 2), np.uint8))
+    assert len(live.labels) == 3
+    assert live.result()["frames_missed"] == 10
+
+
+def test_node_stats_are_merged_or_their_absence_explained(tmp_path):
+    stats = tmp_path / "stats.json"
+    assert "stats_file" in merge_node_stats({}, stats)["node_error"]
+    stats.write_text(json.dumps({"fps": 12.5}))
+    assert merge_node_stats({}, stats)["node"] == {"fps": 12.5}
+
+
+# ------------------------------------------------------------------ across real processes
+
+rclpy = pytest.importorskip("rclpy")
+from ros_helpers import NodeProcess, ros_env
+
+
+@pytest.fixture(scope="module")
+def tiny_bag(tmp_path_factory):
+    from uda_seg_ros.bag import write_camvid_bag
+
+    root = tmp_path_factory.mktemp("live")
+    write_tiny_camvid(root / "camvid", n=5)
+    write_camvid_bag(root / "camvid", root / "bag", fps=20.0)
+    return root
+
+
+def _bag_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "uda_seg_ros.bag", *args]
+
+
+def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
+    """The labels topic doubles as the mask topic: every frame must match, at 100%."""
+    out = tmp_path / "live.json"
+    evaluator = NodeProcess.start(_bag_cli("evaluate", "--mask-topic", "/camera/labels", "--expect", "5",
+                                           "--timeout", "40", "--out", str(out)),
+                                  tmp_path / "eval.log")
+    try:
+        play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--rate", "2",
+                                       "--topics", "/camera/labels", "--wait-subscribers", "30"),
+                              check=False, env=ros_env(), capture_output=True, text=True, timeout=60)
+        assert play.returncode == 0, play.stderr
+        assert "played 0 images (5 messages" in play.stdout
+        assert evaluator.proc.wait(40) == 0, evaluator.output()
+    finally:
+        evaluator.stop()
+    result = json.loads(out.read_text())
+    assert result["frames_matched"] == 5 and result["frames_missed"] == 0
+    assert result["accuracy"] == 1.0 and result["miou"] == 1.0
+    # Restamped to the publish time, so the observed latency is small and real.
+    assert result["e2e_latency_ms"]["count"] == 5
+    assert 0 <= result["e2e_latency_ms"]["p99"] < 5000
