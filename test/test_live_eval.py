@@ -121,3 +121,49 @@ def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
     # Restamped to the publish time, so the observed latency is small and real.
     assert result["e2e_latency_ms"]["count"] == 5
     assert 0 <= result["e2e_latency_ms"]["p99"] < 5000
+
+
+def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path):
+    """bag -> player -> segmentation_node -> evaluator gives `uda-seg evaluate`'s figures.
+
+    The node runs at the frames' own size (no resize on either side) and the player
+    waits for each mask before the next image (--pace-on), so no frame is dropped.
+    """
+    from ros_helpers import tiny_checkpoint
+
+    from uda_seg_core.cli import main as uda_seg
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    stats = tmp_path / "node_stats.json"
+    node = NodeProcess.start(
+        [sys.executable, "-m", "uda_seg_ros.segmentation_node", "--ros-args",
+         "-p", f"model_path:={ckpt}", "-p", "device:=cpu", "-p", "input_width:=64",
+         "-p", "input_height:=48", "-p", "input_qos:=reliable", "-p", "warmup_iters:=1",
+         "-p", f"stats_file:={stats}", "-r", "image:=/camera/image_raw"],
+        tmp_path / "node.log")
+    out = tmp_path / "live.json"
+    evaluator = NodeProcess.start(_bag_cli("evaluate", "--expect", "5", "--timeout", "60",
+                                           "--out", str(out)), tmp_path / "eval.log")
+    try:
+        node.wait_for_output("ready", timeout=60)
+        play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--pace-on",
+                                       "segmentation/class_mask", "--wait-subscribers", "30"),
+                              check=False, env=ros_env(), capture_output=True, text=True, timeout=90)
+        assert play.returncode == 0, play.stderr
+        assert "0 pace timeouts" in play.stdout, play.stdout
+        assert evaluator.proc.wait(60) == 0, evaluator.output()
+    finally:
+        evaluator.stop()
+        assert node.stop() == 0, node.output()
+    live = json.loads(out.read_text())
+    assert live["frames_matched"] == 5 and live["frames_missed"] == 0, live
+    node_stats = json.loads(stats.read_text())
+    assert node_stats["counters"]["processed"] == 5 and node_stats["counters"]["dropped"] == 0
+
+    offline_dir = tmp_path / "offline"
+    assert uda_seg(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_bag / "camvid"),
+                    "--split", "test", "--device", "cpu", "--out", str(offline_dir)]) == 0
+    offline = json.loads((offline_dir / "metrics.json").read_text())
+    assert offline["pixels"] == live["pixels"] == 5 * 48 * 64
+    assert abs(live["miou"] - offline["miou"]) < 0.005, (live["miou"], offline["miou"])
+    assert abs(live["accuracy"] - offline["accuracy"]) < 0.005

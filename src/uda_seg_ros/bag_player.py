@@ -177,10 +177,13 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
         stats.wall_s = time.monotonic() - start
         time.sleep(SETTLE_S)  # let reliable writers hand over the last samples
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=1.0)
+        if spinner.is_alive():
+            # The spin thread must be gone before its node: a thread left inside rcl at
+            # interpreter exit aborts the process.
+            spinner.join(timeout=5.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     return stats
 
 

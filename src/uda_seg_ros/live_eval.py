@@ -249,10 +249,9 @@ def evaluate_live(labels_topic: str = "/camera/labels",
     except KeyboardInterrupt:
         pass
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     evaluation.counts["rejected"] = rejected[0]
     return evaluation
 
