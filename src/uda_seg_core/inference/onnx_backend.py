@@ -1,14 +1,16 @@
 """ONNX Runtime backend of `Segmenter`: runs a file written by `uda-seg export`.
 
-    from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+    seg = Segmenter.from_checkpoint("model.onnx")             # picked by the extension
+    seg = Segmenter.from_checkpoint("model.onnx", backend="tensorrt", device="cuda")
     backend = OnnxRuntimeBackend("model.onnx", device="cpu", threads=2)
     ids = backend.infer(batch)          # float32 (N, 3, H, W) normalised -> uint8 (N, H, W)
-    backend.mean, backend.std, backend.class_names, backend.palette, backend.input_size
 
 Everything the caller needs to prepare frames comes from the file's metadata_props
-(class names, palette, normalisation, input size), so a .onnx loads with no extra flags.
-Execution providers, best first: TensorRT and CUDA when this onnxruntime build has them
-and the device asks for a GPU ('auto', 'cuda', 'cuda:N', 'tensorrt'), then the CPU.
+(class names, palette, normalisation; `backend.info`), so a .onnx loads with no extra
+flags. Importing this module registers two `Segmenter` backends: 'onnxruntime' (the
+default for .onnx files; CUDA execution provider on a 'cuda' device when this
+onnxruntime build has it, else the CPU) and 'tensorrt' (TensorRT, then CUDA, then CPU
+for the operators TensorRT does not take).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from uda_seg_core.data.labels import CLASS_NAMES, PALETTE
+from uda_seg_core.inference.segmenter import ModelInfo, SegmenterError, register_backend
 
 log = logging.getLogger(__name__)
 
@@ -28,37 +31,40 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-class OnnxBackendError(RuntimeError):
+class OnnxBackendError(SegmenterError):
     """An ONNX file that cannot be served (missing, not a segmentation graph, bad input)."""
 
 
-def choose_providers(device: str = "auto") -> list:
+def choose_providers(device: str = "cpu", tensorrt: bool = False) -> list:
     """Execution providers for `device`, restricted to what this onnxruntime build offers.
 
     'cpu' -> CPU; 'auto' -> CUDA when present, then CPU; 'cuda' / 'cuda:N' -> CUDA (an
-    error if absent), then CPU; 'tensorrt' -> TensorRT, CUDA, CPU. 'auto' leaves TensorRT
-    out on purpose: it builds an engine for minutes on first use, which a node starting
-    on a vehicle should not do unasked.
+    error if absent), then CPU. `tensorrt` puts TensorRT first (an error if absent). Only
+    an explicit request gets TensorRT: it builds an engine for minutes on first use (then
+    caches it), which a node starting on a vehicle should not do unasked.
     """
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())
     device = (device or "auto").lower()
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise OnnxBackendError(f"unknown device '{device}'; choose from auto, cpu, cuda, cuda:N")
     device_id = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
     chosen: list = []
-    if device == "tensorrt":
-        if "TensorrtExecutionProvider" not in available:
-            raise OnnxBackendError(f"device 'tensorrt' but this onnxruntime offers only {sorted(available)}; "
-                                   f"install onnxruntime-gpu with TensorRT, or use 'cuda' or 'cpu'")
-        chosen.append(("TensorrtExecutionProvider", {"device_id": device_id,
-                                                     "trt_engine_cache_enable": True}))
+    if tensorrt:
+        if "TensorrtExecutionProvider" not in available or device == "cpu":
+            raise OnnxBackendError(
+                f"backend 'tensorrt' needs a GPU device and onnxruntime-gpu built with TensorRT; this "
+                f"onnxruntime offers {sorted(available)} and the device is '{device}'. Use backend "
+                f"'onnxruntime' instead")
+        chosen.append(("TensorrtExecutionProvider", {"device_id": device_id, "trt_engine_cache_enable": True,
+                                                     "trt_engine_cache_path": str(Path.home() / ".cache" /
+                                                                                  "uda_seg_trt")}))
     if device != "cpu" and "CUDAExecutionProvider" in available:
         chosen.append(("CUDAExecutionProvider", {"device_id": device_id}))
     elif device.startswith("cuda"):
         raise OnnxBackendError(f"device '{device}' but this onnxruntime offers only {sorted(available)}; "
                                f"install onnxruntime-gpu or use device 'cpu'")
-    elif device not in ("auto", "cpu", "tensorrt"):
-        raise OnnxBackendError(f"unknown device '{device}'; choose from auto, cpu, cuda, cuda:N, tensorrt")
     chosen.append("CPUExecutionProvider")
     return chosen
 
@@ -74,27 +80,39 @@ def _decode(props: dict[str, str]) -> dict:
 
 
 class OnnxRuntimeBackend:
-    """Segmentation with an ONNX Runtime session; `infer` returns uint8 class ids."""
+    """Segmentation with an ONNX Runtime session; `infer` returns uint8 class ids.
+
+    The factory signature matches the Segmenter registry: (path, *, device, precision,
+    channels_last). `precision` must be 'fp32': an ONNX file's precision (fp32 or INT8)
+    was fixed at export. `channels_last` is PyTorch's concern and ignored here.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0,
-                 providers: list | None = None):
+    def __init__(self, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
+                 channels_last: bool = False, threads: int = 0, providers: list | None = None,
+                 tensorrt: bool = False):
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxBackendError(f"ONNX model not found: {self.path}")
+        if precision != "fp32":
+            raise OnnxBackendError(
+                f"precision {precision!r} does not apply to {self.path.name}: an ONNX model runs in the "
+                f"precision it was exported with (use precision 'fp32', or export with --int8)"
+            )
+        self.device = device
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        # The ROS node hands frames over from its own worker thread; ORT's spinning
-        # threads would then burn the cores the rest of the pipeline needs.
+        # Spinning worker threads keep the cores busy between frames; the ROS node can turn
+        # it off so that its decode/publish threads get them (UDA_SEG_ORT_SPIN=0).
         if os.environ.get("UDA_SEG_ORT_SPIN", "1") == "0":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        chosen = providers if providers is not None else choose_providers(device)
+        chosen = providers if providers is not None else choose_providers(device, tensorrt)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # InvalidGraph, InvalidProtobuf, NoSuchFile...
@@ -116,19 +134,20 @@ class OnnxRuntimeBackend:
             raise OnnxBackendError(f"{self.path}: metadata 'output' is {self.output_kind!r}; "
                                    f"expected 'class_ids' or 'logits'")
         shape = inputs[0].shape
-        fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.fixed_batch = fixed_batch
-        size = self.metadata.get("input_size")
-        if size is None and all(isinstance(v, int) for v in shape[2:]):
-            size = list(shape[2:])
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        # Only a graph with fixed height and width constrains the input; metadata's
+        # input_size is the size the model was exported and checked at.
+        self.fixed_size = tuple(shape[2:]) if all(isinstance(v, int) for v in shape[2:]) else None
+        size = self.metadata.get("input_size") or self.fixed_size
         self.input_size = tuple(size) if size else None
         if "mean" not in self.metadata:
             log.warning("%s has no uda_seg metadata (not written by `uda-seg export`); assuming "
                         "ImageNet normalisation and the 12 paper classes", self.path)
-        self.mean = list(self.metadata.get("mean", IMAGENET_MEAN))
-        self.std = list(self.metadata.get("std", IMAGENET_STD))
-        self.class_names = list(self.metadata.get("class_names", CLASS_NAMES))
-        self.palette = np.asarray(self.metadata.get("palette", PALETTE.tolist()), dtype=np.uint8)
+        names = list(self.metadata.get("class_names", CLASS_NAMES))
+        palette = np.asarray(self.metadata.get("palette", PALETTE[: len(names)].tolist()), dtype=np.uint8)
+        self.info = ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
+                              mean=list(self.metadata.get("mean", IMAGENET_MEAN)),
+                              std=list(self.metadata.get("std", IMAGENET_STD)), source=str(self.path))
         self.precision = self.metadata.get("precision", "fp32")
 
     def __repr__(self) -> str:
@@ -141,9 +160,9 @@ class OnnxRuntimeBackend:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise OnnxBackendError(f"expected a (N, 3, H, W) batch, got shape {batch.shape}")
-        if self.input_size and tuple(batch.shape[2:]) != tuple(self.input_size):
+        if self.fixed_size and tuple(batch.shape[2:]) != self.fixed_size:
             raise OnnxBackendError(
-                f"{self.path.name} was exported for {self.input_size[0]}x{self.input_size[1]} input "
+                f"{self.path.name} was exported for {self.fixed_size[0]}x{self.fixed_size[1]} input "
                 f"but got {batch.shape[2]}x{batch.shape[3]}; resize frames to the model's input_size "
                 f"or re-export with `uda-seg export --size HxW`"
             )
@@ -166,6 +185,10 @@ class OnnxRuntimeBackend:
         return out.astype(np.uint8, copy=False)
 
 
-def register(register_backend) -> None:
-    """Plug this backend into a Segmenter backend registry."""
-    register_backend("onnxruntime", OnnxRuntimeBackend, EXTENSIONS)
+def tensorrt_backend(path: str | Path, **kwargs) -> OnnxRuntimeBackend:
+    """The 'tensorrt' backend: ONNX Runtime with the TensorRT execution provider first."""
+    return OnnxRuntimeBackend(path, tensorrt=True, **kwargs)
+
+
+register_backend("onnxruntime", OnnxRuntimeBackend, EXTENSIONS)
+register_backend("tensorrt", tensorrt_backend)

@@ -13,8 +13,10 @@ Two output modes:
 The file is self-describing: `metadata_props` hold JSON strings for class names, palette,
 normalisation (mean/std on the 0-1 scale, RGB), input size and output kind, so the
 ONNX Runtime backend of `Segmenter` (and the ROS node) loads a .onnx with no flags.
-The batch axis is dynamic; height and width are fixed at export (`--size`), which lets
-ONNX Runtime plan its memory and the quantiser see static shapes.
+Batch, height and width are dynamic by default (the same file serves any camera size;
+ONNX Runtime was measured no slower than with fixed shapes); `--size` is the size the
+export is checked and calibrated at, recorded as metadata 'input_size', and
+`--static-shape` fixes all three axes to (1, 3, H, W).
 
 INT8 uses onnxruntime.quantization.quantize_static: QDQ format, per-channel symmetric
 int8 weights, uint8 activations, calibrated (MinMax by default) on real frames of the
@@ -147,14 +149,15 @@ def write_metadata(path: str | Path, metadata: dict[str, str]) -> None:
 
 def export_onnx(model: nn.Module, path: str | Path, *, mode: str = "pred",
                 size: tuple[int, int] = (360, 480), metadata: dict[str, str] | None = None,
-                dynamic_batch: bool = True, opset: int = DEFAULT_OPSET) -> Path:
+                dynamic_shape: bool = True, opset: int = DEFAULT_OPSET) -> Path:
     """Trace `model` (a BiSeNet) in `mode` at `size` (H, W) and write an ONNX file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = export_graph(model, mode)
     example = torch.zeros(1, 3, *size)
     output = OUTPUT_NAMES[mode]
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, output: {0: "batch"}} if dynamic_batch else None
+    out_axes = {0: "batch", 1: "height", 2: "width"} if mode == "pred" else {0: "batch", 2: "height", 3: "width"}
+    dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, output: out_axes} if dynamic_shape else None
     with warnings.catch_warnings():
         # The TorchScript exporter is the one that needs no onnxscript; its deprecation
         # notice and tracer warnings about shape arithmetic are expected here.
@@ -323,7 +326,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-frames", type=int, default=32,
                         help="frames used for calibration, spread over the folder (0 = all)")
     parser.add_argument("--calibration-method", default="minmax", choices=CALIBRATION_METHODS)
-    parser.add_argument("--no-dynamic-batch", action="store_true", help="fix the batch axis at 1")
+    parser.add_argument("--static-shape", action="store_true",
+                        help="fix the input at (1, 3, H, W) instead of dynamic batch, height and width")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--check-frames", type=int, default=4,
                         help="frames (or random inputs) used to compare ONNX with eager (0 = skip)")
@@ -333,7 +337,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, mode: str = "pred",
                       size: tuple[int, int] | None = None, int8: bool = False,
                       calibration: str | Path | None = None, calibration_frames: int = 32,
-                      calibration_method: str = "minmax", dynamic_batch: bool = True,
+                      calibration_method: str = "minmax", dynamic_shape: bool = True,
                       opset: int = DEFAULT_OPSET, check_frames: int = 4) -> dict:
     """Checkpoint -> ONNX (-> INT8); returns a summary with the agreement check."""
     from uda_seg_core.train.checkpoint import load_model
@@ -357,12 +361,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, mode: str = "p
     if int8:
         with tempfile.TemporaryDirectory(prefix="uda_seg_export_") as tmp:
             fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", mode=mode, size=size,
-                               metadata=metadata, dynamic_batch=dynamic_batch, opset=opset)
+                               metadata=metadata, dynamic_shape=dynamic_shape, opset=opset)
             quantize_int8(fp32, out, frames, method=calibration_method)
         summary["calibration_frames"] = len(frames)
     else:
         export_onnx(model, out, mode=mode, size=size, metadata=metadata,
-                    dynamic_batch=dynamic_batch, opset=opset)
+                    dynamic_shape=dynamic_shape, opset=opset)
     summary["out"] = str(out)
     if check_frames > 0:
         inputs = pick_evenly(frames, check_frames) if frames else [
@@ -378,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     summary = export_checkpoint(
         args.checkpoint, args.out, mode=args.mode, size=parse_size(args.size) if args.size else None,
         int8=args.int8, calibration=args.calibration, calibration_frames=args.calibration_frames,
-        calibration_method=args.calibration_method, dynamic_batch=not args.no_dynamic_batch,
+        calibration_method=args.calibration_method, dynamic_shape=not args.static_shape,
         opset=args.opset, check_frames=args.check_frames,
     )
     size_mb = Path(summary["out"]).stat().st_size / 2**20
