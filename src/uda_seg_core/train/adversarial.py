@@ -1,0 +1,213 @@
+"""`uda-seg adapt`: output-space adversarial adaptation, source -> target, in one stage.
+
+    uda-seg adapt --config config/adapt_idda2camvid.yaml                      # FCD
+    uda-seg adapt --config config/adapt_idda2camvid.yaml adapt.discriminator=dwd
+    uda-seg adapt --resume runs/IDDA2CamVid_bisenet-r101_fcd                  # continue
+    torchrun --nproc_per_node 2 -m uda_seg_core.cli adapt --config config/adapt_idda2camvid.yaml
+
+The paper's section III-A (eqs. 1-5), after AdaptSegNet: each iteration takes one
+labelled source batch and one unlabelled target batch.
+
+1. Generator step, D frozen: L_seg (dice + two auxiliary dice terms) on the source
+   prediction P_s, plus lambda_adv * L_adv, which asks D to call the target softmax
+   P_t 'source' (eq. 5); gradients reach G through the frozen D.
+2. Discriminator step: D learns softmax(P_s) -> SOURCE_LABEL and softmax(P_t) ->
+   TARGET_LABEL on detached predictions (eq. 2), so it never moves G.
+
+`adversarial_step` is the one step function for every discriminator (FCD, TFD, DWD,
+CPD). With lambda_adv = 0 its generator update is exactly a source-only step.
+Optimisers: SGD (or Adam / RMSprop) for G, Adam (betas 0.9, 0.99) for D, poly decay per
+iteration for both. During-training pruning of D (`adapt.prune`) runs at the start of
+every epoch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uda_seg_core.config import Config
+from uda_seg_core.losses import (
+    SOURCE_LABEL,
+    TARGET_LABEL,
+    adversarial_loss,
+    discriminator_loss,
+)
+from uda_seg_core.train.loop import (
+    DistInfo,
+    LoaderCycle,
+    Trainer,
+    add_run_arguments,
+    autocast,
+    build_discriminator_optimizer,
+    build_segmentation_optimizer,
+    build_train_dataset,
+    grad_scaler,
+    run_command,
+    set_requires_grad,
+    total_iterations,
+    unwrap,
+    wrap_ddp,
+)
+from uda_seg_core.train.schedules import poly_scheduler
+from uda_seg_core.train.supervised import build_model, source_loader, source_loss
+
+Scalers = dict[str, torch.amp.GradScaler]
+
+
+def _scalers(scalers: Scalers | None, device: torch.device) -> Scalers:
+    scalers = dict(scalers or {})
+    for name in ("g", "d"):
+        scalers.setdefault(name, grad_scaler(device, False))
+    return scalers
+
+
+def generator_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
+                   source_batch: dict, target_batch: dict, cfg: Config,
+                   scaler: torch.amp.GradScaler | None = None,
+                   ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Update G with L_seg(I_s) + lambda_adv * L_adv(I_t) (eq. 1) while D is frozen.
+
+    Returns the losses and the detached softmax predictions (P_s, P_t) for the
+    discriminator step. D is called without its DDP wrapper: it only passes gradients
+    back to G here, so there is nothing of D's to synchronise.
+    """
+    images_t = target_batch["image"]
+    scaler = scaler or grad_scaler(images_t.device, False)
+    d = unwrap(discriminator)
+    lambda_adv = cfg.adapt.lambda_adv
+    set_requires_grad(d, False)
+    try:
+        opt_g.zero_grad(set_to_none=True)
+        loss_seg, parts, logits_s = source_loss(model, source_batch, cfg)
+        scaler.scale(loss_seg).backward()
+        p_s = F.softmax(logits_s.detach().float(), dim=1)
+        # Only the main output of the target image is adapted; its auxiliary heads are not
+        # computed. Without the adversarial term there is nothing to backpropagate.
+        with torch.set_grad_enabled(lambda_adv > 0):
+            with autocast(images_t.device, cfg.train.amp):
+                logits_t = model(images_t, aux_mode="eval")
+            p_t = F.softmax(logits_t.float(), dim=1)
+            with autocast(images_t.device, cfg.train.amp):
+                d_t = d(p_t)
+            loss_adv = adversarial_loss(d_t.float())
+        if lambda_adv > 0:
+            scaler.scale(lambda_adv * loss_adv).backward()
+        scaler.step(opt_g)
+        scaler.update()
+    finally:
+        set_requires_grad(d, True)
+    losses = {name: float(value) for name, value in parts.items()}
+    losses["adv"] = float(loss_adv.detach())
+    return losses, p_s, p_t.detach()
+
+
+def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, p_s: torch.Tensor,
+                       p_t: torch.Tensor, cfg: Config,
+                       scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """Update D on detached predictions: P_s -> SOURCE_LABEL, P_t -> TARGET_LABEL (eq. 2).
+
+    Each domain's half of L_d is backpropagated on its own (as in AdaptSegNet), which
+    keeps one forward per backward under DistributedDataParallel.
+    """
+    scaler = scaler or grad_scaler(p_s.device, False)
+    opt_d.zero_grad(set_to_none=True)
+    losses = {}
+    for name, p, label in (("d_source", p_s, SOURCE_LABEL), ("d_target", p_t, TARGET_LABEL)):
+        with autocast(p.device, cfg.train.amp):
+            logits = discriminator(p.detach())
+        loss = discriminator_loss(logits.float(), label) / 2
+        scaler.scale(loss).backward()
+        losses[name] = float(loss.detach())
+    scaler.step(opt_d)
+    scaler.update()
+    losses["d"] = losses["d_source"] + losses["d_target"]
+    return losses
+
+
+def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
+                     opt_d: torch.optim.Optimizer, source_batch: dict, target_batch: dict, cfg: Config,
+                     scalers: Scalers | None = None) -> dict[str, float]:
+    """One iteration of eqs. 1-5 for any discriminator: G step (D frozen), then D step.
+
+    Batches are dicts with 'image' (and 'label' for the source) already on the device;
+    target labels are never read. Returns every loss as a float.
+    """
+    scalers = _scalers(scalers, source_batch["image"].device)
+    losses, p_s, p_t = generator_step(model, discriminator, opt_g, source_batch, target_batch, cfg,
+                                      scalers["g"])
+    losses.update(discriminator_step(discriminator, opt_d, p_s, p_t, cfg, scalers["d"]))
+    return losses
+
+
+def build_adversarial_discriminator(cfg: Config, device: torch.device) -> nn.Module:
+    from uda_seg_core.models import build_discriminator
+
+    a = cfg.adapt
+    return build_discriminator(a.discriminator, cfg.model.num_classes, width=a.d_width, dropout=a.dropout,
+                               rank=a.rank).to(device)
+
+
+def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
+    """Unlabelled target images (train splits), augmented like the source, own seed."""
+    seed = cfg.train.seed + 1
+    dataset = build_train_dataset(cfg, cfg.data.target_format, cfg.data.target_root, seed,
+                                  with_labels=False)
+    return LoaderCycle(dataset, cfg.train.batch_size, dist, seed, cfg.data.num_workers,
+                       pin_memory=torch.cuda.is_available(), name=f"target ({cfg.data.target_root})")
+
+
+def pruning_hooks(cfg: Config, discriminator: nn.Module, per_epoch: int) -> tuple[list, list]:
+    """During-training pruning of D (the paper's DTP): (epoch hooks, resume hooks)."""
+    if cfg.adapt.prune == "none":
+        return [], []
+    from uda_seg_core.optimize.pruning import prune_discriminator
+
+    def at_epoch_start(epoch: int) -> dict:
+        report = prune_discriminator(discriminator, epoch, cfg.adapt)
+        return {"prune/sparsity": report["sparsity"], "prune/target": report["target"]}
+
+    def after_resume(iteration: int) -> None:
+        # Kept masks are not in the checkpoint (it stores dense weights); the zeros are,
+        # so pruning again to the same epoch's target re-creates the same mask.
+        if cfg.adapt.prune_keep_masks and iteration % per_epoch:
+            prune_discriminator(discriminator, iteration // per_epoch + 1, cfg.adapt)
+
+    return [at_epoch_start], [after_resume]
+
+
+def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device) -> Trainer:
+    from uda_seg_core.optimize.pruning import dense_state_dict
+
+    model = build_model(cfg, device)
+    discriminator = build_adversarial_discriminator(cfg, device)
+    opt_g = build_segmentation_optimizer(model, cfg)
+    opt_d = build_discriminator_optimizer(discriminator, cfg)
+    scalers = {"g": grad_scaler(device, cfg.train.amp), "d": grad_scaler(device, cfg.train.amp)}
+    # The target forward uses only the main head, so the auxiliary heads sit out of that
+    # backward pass: DDP has to be told some parameters may receive no gradient.
+    g = wrap_ddp(model, dist, device, find_unused_parameters=True)
+    d = wrap_ddp(discriminator, dist, device)
+    loaders = {"source": source_loader(cfg, dist), "target": target_loader(cfg, dist)}
+    epoch_hooks, resume_hooks = pruning_hooks(cfg, discriminator, loaders["source"].batches_per_epoch)
+    trainer = Trainer(
+        command="adapt", model=g, optimizers={"g": opt_g, "d": opt_d}, schedulers={}, scalers=scalers,
+        loaders=loaders, extra_modules={"discriminator": d}, epoch_hooks=epoch_hooks,
+        resume_hooks=resume_hooks,
+        step=lambda b: adversarial_step(g, d, opt_g, opt_d, b["source"], b["target"], cfg, scalers),
+        state_dict_of=lambda name, module: dense_state_dict(module),
+    )
+    max_iters = total_iterations(cfg, trainer)
+    trainer.schedulers = {"g": poly_scheduler(opt_g, max_iters, cfg.train.poly_power),
+                          "d": poly_scheduler(opt_d, max_iters, cfg.train.poly_power)}
+    return trainer
+
+
+def add_arguments(parser) -> None:
+    add_run_arguments(parser)
+
+
+def run(args: Any) -> int:
+    return run_command("adapt", args, build_adversarial_trainer)
