@@ -7,8 +7,8 @@ diagnostic_aggregator, `ros2 topic echo /diagnostics` or rqt_runtime_monitor can
     <stage>_p50_ms, <stage>_p90_ms, <stage>_p99_ms, <stage>_max_ms, <stage>_count
 
 Level: OK while frames flow; WARN when frames were rejected or inference failed since
-the previous report, or none were processed yet; ERROR when frames arrive but none
-could be processed since the previous report.
+the previous report, or accepted frames did not finish, or none were processed yet;
+ERROR when inference failed on every frame since the previous report.
 
     array = build_diagnostics(tracker.summary(), stamp, name="uda_segmentation")
     values = status_values(array.status[0])          # {"fps": "14.9", ...}
@@ -40,10 +40,13 @@ def diagnostic_level(summary: dict, previous: dict | None) -> tuple[bytes, str]:
     def delta(name: str) -> int:
         return now.get(name, 0) - before.get(name, 0)
 
-    processed, received = delta("processed"), delta("received")
-    if received > 0 and processed == 0:
-        return DiagnosticStatus.ERROR, f"{received} frames received, none processed"
+    processed, failed = delta("processed"), delta("failed")
+    accepted = delta("received") - delta("rejected")
+    if failed > 0 and processed == 0:
+        return DiagnosticStatus.ERROR, f"segmentation failed on all {failed} frames since the last report"
     problems = [f"{delta(name)} {name}" for name in ("rejected", "failed") if delta(name) > 0]
+    if accepted > 0 and processed == 0:
+        problems.append(f"{accepted} frames received, none finished")
     if problems:
         return DiagnosticStatus.WARN, ", ".join(problems) + f"; {summary['fps']:.1f} fps"
     if now.get("processed", 0) == 0:

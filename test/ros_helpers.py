@@ -1,0 +1,243 @@
+"""Shared helpers for tests that talk ROS 2 across processes (node tests, bag tests).
+
+- `domain_id()`: a ROS_DOMAIN_ID held by this test process alone (an flock on a file in
+  the temp dir), so parallel pytest runs on one machine never see each other's topics;
+- `ros_env()`: os.environ for a child process on that domain, discovery on localhost;
+- `RosClient`: an rclpy context + node + executor spinning in a background thread, with
+  `publisher`, `collect` (a subscription that keeps messages) and `wait_for`;
+- `NodeProcess`: a node subprocess with its output in a file, `stop(signal)` -> rc;
+- `tiny_checkpoint(path)`: a random-init BiSeNet-resnet18 checkpoint for the node.
+
+    client = RosClient()            # sets up this process for domain_id()
+    proc = NodeProcess.start([sys.executable, "-m", "uda_seg_ros.segmentation_node",
+                              "--ros-args", "-p", f"model_path:={ckpt}"], tmp_path / "node.log")
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DOMAIN_RANGE = range(1, 101)  # Fast DDS ports stay valid for domains up to 101 (+ participants)
+_domain: int | None = None
+_domain_lock_file = None  # kept open for the life of the process: the lock is the claim
+
+
+def domain_id() -> int:
+    """A ROS_DOMAIN_ID no other process using this helper holds (stable per process)."""
+    global _domain, _domain_lock_file
+    if _domain is not None:
+        return _domain
+    lock_dir = Path(tempfile.gettempdir()) / "uda_seg_ros_domains"
+    lock_dir.mkdir(exist_ok=True)
+    start = os.getpid() % len(DOMAIN_RANGE)
+    ids = list(DOMAIN_RANGE)
+    for domain in ids[start:] + ids[:start]:
+        fh = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 - held open on purpose
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _domain, _domain_lock_file = domain, fh
+        return domain
+    raise RuntimeError(f"all ROS domains {DOMAIN_RANGE.start}-{DOMAIN_RANGE.stop - 1} are in use "
+                       f"by other test processes (locks in {lock_dir})")
+
+
+def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a ROS child process: our domain, localhost discovery, unbuffered logs."""
+    env = dict(os.environ)
+    env.update({
+        "ROS_DOMAIN_ID": str(domain_id()),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "PYTHONUNBUFFERED": "1",
+        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
+        "RCUTILS_COLORIZED_OUTPUT": "0",
+        # Two cores shared by the test process and the node: one torch thread each.
+        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+    })
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.pop("ROS_STATIC_PEERS", None)
+    env.update(extra or {})
+    return env
+
+
+def configure_this_process() -> None:
+    """Point this process's rclpy at the same domain and discovery range as children."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id())
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {message}")
+        time.sleep(interval)
+
+
+class Collector:
+    """Messages received on one subscription, in order, thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.messages: list[Any] = []
+        self.arrivals: list[float] = []  # time.time() of each arrival
+
+    def __call__(self, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(msg)
+            self.arrivals.append(time.time())
+
+    def snapshot(self) -> list[Any]:
+        with self._lock:
+            return list(self.messages)
+
+    def timed(self) -> list[tuple[Any, float]]:
+        """(message, time.time() of arrival) pairs."""
+        with self._lock:
+            return list(zip(self.messages, self.arrivals))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self.arrivals.clear()
+
+    def wait_for(self, predicate: Callable[[Any], bool] = lambda m: True, timeout: float = 10.0,
+                 message: str = "a matching message") -> Any:
+        """The first message so far (or to come) for which `predicate` is true."""
+        def find():
+            return next((m for m in self.snapshot() if predicate(m)), None)
+        return wait_for(find, timeout, message=message)
+
+
+class RosClient:
+    """A private rclpy context with one node, spun in a background thread."""
+
+    def __init__(self, name: str = "uda_seg_test_client"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        configure_this_process()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id())
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def publisher(self, msg_type: Any, topic: str, qos: Any = 10):
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def collect(self, msg_type: Any, topic: str, qos: Any = 10) -> Collector:
+        collector = Collector()
+        collector.subscription = self.node.create_subscription(msg_type, topic, collector, qos)
+        return collector
+
+    def unsubscribe(self, collector: Collector) -> None:
+        self.node.destroy_subscription(collector.subscription)
+
+    def wait_for_subscriber(self, publisher, timeout: float = 20.0) -> None:
+        wait_for(lambda: publisher.get_subscription_count() > 0, timeout,
+                 message=f"a subscriber on {publisher.topic_name}")
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5.0)
+
+
+class NodeProcess:
+    """A ROS node in a child process; stdout+stderr go to `log_path` (no pipe to fill)."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path):
+        self.proc = proc
+        self.log_path = log_path
+
+    @classmethod
+    def start(cls, argv: list[str], log_path: str | Path, env: dict[str, str] | None = None,
+              cwd: str | Path | None = None) -> NodeProcess:
+        log_path = Path(log_path)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env or ros_env(), cwd=cwd)
+        return cls(proc, log_path)
+
+    @staticmethod
+    def python_module(module: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", module, *args]
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+        def seen():
+            if text in self.output():
+                return True
+            if not self.alive():
+                raise RuntimeError(f"node exited with {self.proc.returncode} before printing "
+                                   f"{text!r}:\n{self.output()[-3000:]}")
+            return False
+        wait_for(seen, timeout, interval=0.1, message=f"{text!r} in {self.log_path}")
+
+    def send(self, sig: int = signal.SIGINT) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0, what: str = "exit") -> int:
+        """The exit status; kill (and fail loudly) if the process hangs."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise RuntimeError(f"node did not {what} within {timeout} s:\n"
+                               f"{self.output()[-3000:]}") from None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        """Send `sig` and wait for the exit status (stop several at once with send + wait)."""
+        self.send(sig)
+        return self.wait(timeout, what=f"exit on {signal.Signals(sig).name}")
+
+
+def tiny_checkpoint(path: str | Path, num_classes: int = 12, seed: int = 0) -> Path:
+    """A random-init BiSeNet-resnet18 checkpoint (no download), as training writes it."""
+    import torch
+
+    from uda_seg_core.config import Config
+    from uda_seg_core.models import build_segmentation_model
+    from uda_seg_core.train.checkpoint import save_checkpoint
+
+    cfg = Config()
+    cfg.model.num_classes = num_classes
+    torch.manual_seed(seed)
+    model = build_segmentation_model(cfg.model)
+    return save_checkpoint(path, model, cfg)

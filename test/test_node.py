@@ -1,0 +1,335 @@
+"""The segmentation node in its own process, driven by real rclpy from this one.
+
+Two nodes start once for the module (in parallel, on a private ROS_DOMAIN_ID):
+- /raw/uda_segmentation: raw `image`, SensorDataQoS, masks at the input size;
+- /comp/uda_segmentation: `image` remapped to /cam/image_raw, compressed transport
+  (so it listens on /cam/image_raw/compressed), reliable QoS, masks at the network size.
+The last test stops them with SIGINT and SIGTERM.
+
+    .venv/bin/pytest test/test_node.py -q
+"""
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ros_helpers import NodeProcess, RosClient, tiny_checkpoint, wait_for
+from sensor_msgs.msg import CompressedImage, Image
+
+from uda_seg_core.data.labels import PALETTE
+from uda_seg_ros.conversions import image_to_numpy, numpy_to_image, rgb_to_compressed
+from uda_seg_ros.diagnostics import status_values
+from uda_seg_ros.segmentation_node import LatestFrame
+
+NET_H, NET_W = 48, 64
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def node_argv(ckpt, *args: str) -> list[str]:
+    return NodeProcess.python_module(
+        "uda_seg_ros.segmentation_node", "--ros-args", "-p", f"model_path:={ckpt}",
+        "-p", f"input_width:={NET_W}", "-p", f"input_height:={NET_H}", "-p", "warmup_iters:=1",
+        "-p", "stats_period:=0.3", *args)
+
+
+class NodeUnderTest:
+    def __init__(self, proc: NodeProcess, ns: str, stats_file):
+        self.proc, self.ns, self.stats_file = proc, ns, stats_file
+
+
+@pytest.fixture(scope="module")
+def ros(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("node")
+    ckpt = tiny_checkpoint(tmp / "tiny.pt")
+    raw = NodeProcess.start(node_argv(ckpt, "-r", "__ns:=/raw",
+                                      "-p", f"stats_file:={tmp / 'raw_stats.json'}"),
+                            tmp / "raw.log")
+    comp = NodeProcess.start(node_argv(ckpt, "-r", "__ns:=/comp", "-r", "image:=/cam/image_raw",
+                                       "-p", "input_transport:=compressed",
+                                       "-p", "input_qos:=reliable", "-p", "output_size:=network",
+                                       "-p", f"stats_file:={tmp / 'comp_stats.json'}"),
+                             tmp / "comp.log")
+    client = RosClient()
+    try:
+        raw.wait_for_output("ready:")
+        comp.wait_for_output("ready:")
+        client.diagnostics = client.collect(DiagnosticArray, "/diagnostics", RELIABLE)
+        client.raw = NodeUnderTest(raw, "/raw", tmp / "raw_stats.json")
+        client.comp = NodeUnderTest(comp, "/comp", tmp / "comp_stats.json")
+        yield client
+    finally:
+        for proc in (raw, comp):
+            proc.send(signal.SIGINT)
+        for proc in (raw, comp):
+            if proc.proc.returncode is None:
+                proc.wait()
+        client.close()
+
+
+def latest_values(client, ns: str, predicate=lambda v: True, timeout: float = 15.0) -> dict:
+    """Key/values of the newest /diagnostics status of node `ns` that satisfies `predicate`."""
+    def find():
+        for array in reversed(client.diagnostics.snapshot()):
+            for status in array.status:
+                if status.name.startswith(f"{ns}/uda_segmentation"):
+                    values = status_values(status)
+                    values["_level"], values["_message"] = status.level, status.message
+                    return values if predicate(values) else None
+        return None
+    return wait_for(find, timeout, message=f"/diagnostics from {ns} matching the test")
+
+
+def stamped(msg, client, frame_id: str):
+    msg.header.frame_id = frame_id
+    msg.header.stamp = client.node.get_clock().now().to_msg()
+    return msg
+
+
+def request(pub, msg, collector, timeout: float = 20.0, resend: float = 1.0):
+    """Publish `msg` (again every `resend` s: discovery may still be settling) until the
+    message with its frame_id comes back on `collector`."""
+    frame_id = msg.header.frame_id
+    deadline = time.monotonic() + timeout
+    while True:
+        pub.publish(msg)
+        try:
+            return collector.wait_for(lambda m: m.header.frame_id == frame_id, timeout=resend,
+                                      message=f"output for frame {frame_id}")
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture(scope="module")
+def raw_io(ros):
+    pub = ros.publisher(Image, "/raw/image", qos_profile_sensor_data)
+    masks = ros.collect(Image, "/raw/segmentation/class_mask", qos_profile_sensor_data)
+    ros.wait_for_subscriber(pub)
+    return pub, masks
+
+
+def rgb_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_latest_frame_slot_keeps_only_the_newest():
+    slot = LatestFrame()
+    assert slot.put("a") is False
+    assert slot.put("b") is True  # 'a' was never taken: a drop
+    assert slot.take() == "b"
+    assert slot.take(timeout=0.01) is None
+    slot.put("c")
+    slot.close()
+    assert slot.take() is None  # closed: the worker ends even with a frame pending
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"])
+def test_class_mask_keeps_header_size_and_encoding(ros, raw_io, encoding):
+    pub, masks = raw_io
+    h, w = 50, 70  # not the network size: the mask is resized back
+    rgb = rgb_frame(h, w)
+    image = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, rgb[..., :1]]),
+             "bgra8": np.dstack([rgb[..., ::-1], rgb[..., :1]]), "mono8": rgb[..., 0],
+             "mono16": rgb[..., 0].astype(np.uint16) * 257}[encoding]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    # Row padding on every input, and big-endian 16-bit data.
+    msg = numpy_to_image(image, encoding, step=w * channels * image.itemsize + 6,
+                         is_bigendian=encoding == "mono16")
+    msg = stamped(msg, ros, f"cam_{encoding}")
+    out = request(pub, msg, masks)
+    assert out.header == msg.header  # stamp and frame_id unchanged
+    mask, enc = image_to_numpy(out)
+    assert enc == "mono8" and mask.shape == (h, w)
+    assert mask.max() < 12
+
+
+def test_color_mask_and_overlay_only_while_subscribed(ros, raw_io):
+    pub, masks = raw_io
+    rgb = rgb_frame(40, 60, seed=1)
+    request(pub, stamped(numpy_to_image(rgb, "rgb8"), ros, "nobody_0"), masks)
+    done = latest_values(ros, "/raw", lambda v: int(v["frames_processed"]) >= 1)
+    assert done.get("frames_color_published", "0") == "0"
+    assert done.get("frames_overlay_published", "0") == "0"
+
+    colors = ros.collect(Image, "/raw/segmentation/color_mask", qos_profile_sensor_data)
+    overlays = ros.collect(Image, "/raw/segmentation/overlay", qos_profile_sensor_data)
+    msg = stamped(numpy_to_image(rgb, "rgb8"), ros, "watched")
+    color = request(pub, msg, colors)
+    overlay = request(pub, msg, overlays)
+    mask_msg = masks.wait_for(lambda m: m.header.frame_id == "watched")
+    assert color.header == msg.header and overlay.header == msg.header
+    mask, _ = image_to_numpy(mask_msg)
+    color_img, enc = image_to_numpy(color)
+    assert enc == "rgb8" and np.array_equal(color_img, PALETTE[mask])
+    blend, enc = image_to_numpy(overlay)
+    assert enc == "rgb8" and blend.shape == rgb.shape
+    expected = 0.5 * rgb.astype(float) + 0.5 * PALETTE[mask].astype(float)
+    assert np.abs(blend.astype(float) - expected).max() <= 1.0
+
+    ros.unsubscribe(colors)
+    ros.unsubscribe(overlays)
+    time.sleep(1.0)  # let the node see both subscriptions go
+    before = latest_values(ros, "/raw", lambda v: True)
+    for i in range(3):
+        request(pub, stamped(numpy_to_image(rgb, "rgb8"), ros, f"nobody_{i + 1}"), masks)
+    processed = int(before["frames_processed"]) + 3
+    after = latest_values(ros, "/raw", lambda v: int(v["frames_processed"]) >= processed)
+    assert after["frames_color_published"] == before["frames_color_published"]
+    assert after["frames_overlay_published"] == before["frames_overlay_published"]
+
+
+def raw_malformed() -> dict[str, Image]:
+    good = numpy_to_image(rgb_frame(8, 10), "rgb8")
+
+    def bad(**fields):
+        msg = Image(height=good.height, width=good.width, encoding=good.encoding,
+                    step=good.step, is_bigendian=0)
+        msg.data = bytes(good.data)
+        for key, value in fields.items():
+            setattr(msg, key, value)
+        return msg
+
+    return {
+        "unknown encoding": bad(encoding="yuv422"),
+        "empty encoding": bad(encoding=""),
+        "float encoding": bad(encoding="32FC1", step=40),
+        "step too small": bad(step=good.step - 1),
+        "truncated data": bad(data=bytes(good.data)[: len(good.data) // 2]),
+        "no data": bad(data=b""),
+        "zero size": bad(height=0, width=0, step=0, data=b""),
+        "zero width": bad(width=0),
+        "odd mono16 step": bad(encoding="mono16", step=21, data=bytes(8 * 21)),
+        "height*step overflows uint32": bad(height=2**32 - 1, step=2**32 - 1, width=1,
+                                            data=bytes(64)),
+        "huge width": bad(width=2**32 - 1, height=1, step=3, data=bytes(3)),
+    }
+
+
+def test_malformed_raw_input_is_rejected_and_node_survives(ros, raw_io):
+    pub, masks = raw_io
+    request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "before_bad"), masks)
+    before = latest_values(ros, "/raw")
+    bad = raw_malformed()
+    for msg in bad.values():
+        pub.publish(msg)
+        time.sleep(0.02)
+    assert ros.raw.proc.alive()
+    out = request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "after_bad"), masks)
+    assert image_to_numpy(out)[0].shape == (8, 10)
+    expected = int(before["frames_rejected"]) + len(bad)
+    after = latest_values(ros, "/raw", lambda v: int(v["frames_rejected"]) >= expected)
+    assert int(after["frames_rejected"]) == expected
+    log = ros.raw.proc.output()
+    assert "rejected input frame" in log and "supported: rgb8" in log
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def test_compressed_input_and_corrupt_bytes(ros):
+    pub = ros.publisher(CompressedImage, "/cam/image_raw/compressed", RELIABLE)
+    masks = ros.collect(Image, "/comp/segmentation/class_mask", RELIABLE)
+    ros.wait_for_subscriber(pub)
+    rgb = rgb_frame(60, 80, seed=2)
+    for kind in ("jpeg", "png"):
+        msg = stamped(rgb_to_compressed(rgb, kind), ros, f"compressed_{kind}")
+        out = request(pub, msg, masks)
+        mask, enc = image_to_numpy(out)
+        assert out.header == msg.header
+        assert enc == "mono8" and mask.shape == (NET_H, NET_W)  # output_size: network
+
+    good_png = bytes(rgb_to_compressed(rgb, "png").data)
+    huge_png = (good_png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
+    corrupt = {
+        "garbage": bytes(range(256)) * 4,
+        "empty": b"",
+        "png signature, garbage body": good_png[:8] + bytes(200),
+        "jpeg signature, garbage body": b"\xff\xd8\xff" + bytes(200),
+        "png truncated mid-IDAT": good_png[: len(good_png) // 2],
+        "png declaring 60000x60000": huge_png,
+    }
+    before = latest_values(ros, "/comp")
+    for name, data in corrupt.items():
+        msg = CompressedImage(format="png")
+        msg.header.frame_id = name
+        msg.data = data
+        pub.publish(msg)
+        time.sleep(0.2)  # one at a time: the worker decodes each before the next arrives
+    assert ros.comp.proc.alive()
+    msg = stamped(rgb_to_compressed(rgb, "jpeg"), ros, "after_corrupt")
+    request(pub, msg, masks)
+    expected = int(before["frames_rejected"]) + len(corrupt)
+    after = latest_values(ros, "/comp", lambda v: int(v["frames_rejected"]) >= expected)
+    assert int(after["frames_rejected"]) == expected
+    assert after["_level"] == DiagnosticStatus.WARN and "rejected" in after["_message"]
+
+
+def test_flood_keeps_latency_bounded_and_counts_drops(ros, raw_io):
+    pub, masks = raw_io
+    before = latest_values(ros, "/raw")
+    masks.clear()
+    msg = numpy_to_image(rgb_frame(120, 160, seed=3), "rgb8")
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < 3.0:
+        stamped(msg, ros, f"flood_{sent}")
+        pub.publish(msg)
+        sent += 1
+    send_rate = sent / (time.monotonic() - start)
+    time.sleep(0.5)  # the last frame in the slot finishes
+    ros.diagnostics.clear()  # from here on, reports count the whole flood
+    outputs = [(m, t) for m, t in masks.timed() if m.header.frame_id.startswith("flood_")]
+    ages = [t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for m, t in outputs]
+    assert ros.raw.proc.alive()
+    assert len(outputs) >= 5, f"only {len(outputs)} masks for {sent} frames"
+    assert send_rate > 5 * len(outputs) / 3.0, "the flood was not far above the inference rate"
+    # A growing queue would make the last masks ~2.5 s old; the newest-frame slot keeps
+    # every mask within a couple of inference times of its frame.
+    assert max(ages) < 1.0, f"masks up to {max(ages):.2f} s old"
+    received = int(before["frames_received"])
+    after = latest_values(ros, "/raw")
+    dropped = int(after["frames_dropped"]) - int(before["frames_dropped"])
+    processed = int(after["frames_processed"]) - int(before["frames_processed"])
+    got = int(after["frames_received"]) - received
+    assert dropped > 0 and processed < got
+    assert abs(got - processed - dropped) <= 1  # every received frame is processed or dropped
+    assert float(after["node_max_ms"]) < 1000.0
+
+
+def test_bad_start_exits_1_naming_the_problem(tmp_path, ros):
+    missing = tmp_path / "missing.pt"
+    procs = {
+        "model file not found": NodeProcess.start(node_argv(missing, "-r", "__ns:=/bad1"),
+                                                  tmp_path / "bad1.log"),
+        "input_transport='udp'": NodeProcess.start(
+            node_argv(missing, "-r", "__ns:=/bad2", "-p", "input_transport:=udp"),
+            tmp_path / "bad2.log"),
+    }
+    for text, proc in procs.items():
+        assert proc.wait(60) == 1
+        assert "cannot start" in proc.output() and text in proc.output(), proc.output()
+
+
+def test_sigint_and_sigterm_exit_0_with_summary(ros):
+    nodes = ((ros.raw, signal.SIGINT), (ros.comp, signal.SIGTERM))
+    for node, sig in nodes:  # both at once: interpreter teardown with torch takes seconds
+        assert node.proc.alive()
+        node.proc.send(sig)
+    for node, sig in nodes:
+        assert node.proc.wait(what=f"exit on {sig.name}") == 0, node.proc.output()[-2000:]
+        log = node.proc.output()
+        assert "summary: fps=" in log and "Traceback" not in log
+        stats = json.loads(node.stats_file.read_text())
+        assert stats["counters"]["processed"] >= 1
+        assert stats["stages"]["inference"]["count"] >= 1
