@@ -1,6 +1,6 @@
 """Unstructured L1 magnitude pruning, as in the paper (section III-C): pure functions.
 
-Model in, report out, built on `torch.nn.utils.prune`:
+Model in, report out, built on `torch.nn.utils.prune` (masks as forward pre-hooks):
 
     from uda_seg_core.optimize.pruning import prune_global, remove_masks, sparsity_report
     prune_global(model, 0.4)           # 40 % of all conv/linear weights, smallest |w| first
@@ -150,6 +150,35 @@ def _remember_factor_owners(modules: list[nn.Module]) -> None:
                     owners.append(module)
 
 
+def l1_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:
+    """Mask (1 keep, 0 prune) zeroing the round(amount x n) smallest |scores|; ties at the
+    threshold are pruned in index order, so exactly that many entries go.
+
+    The same selection as torch's L1Unstructured, found with a k-th value instead of a
+    top-k, which is several times faster on the tens of millions of weights of a
+    global pruning of BiSeNet.
+    """
+    flat = scores.detach().abs().flatten()
+    k = round(amount * flat.numel())
+    mask = torch.ones_like(flat)
+    if k == 0:
+        return mask.view_as(scores)
+    if k >= flat.numel():
+        return torch.zeros_like(scores)
+    threshold = flat.kthvalue(k).values
+    below = flat < threshold
+    mask[below] = 0
+    ties = (flat == threshold).nonzero().flatten()[: k - int(below.sum())]
+    mask[ties] = 0
+    return mask.view_as(scores)
+
+
+def _apply_masks(targets: list[Target], masks: list[torch.Tensor]) -> None:
+    for (module, name), mask in zip(targets, masks):
+        prune.custom_from_mask(module, name, mask=mask)
+    _install_factor_hooks(targets)
+
+
 def prune_modules(modules: nn.Module | Iterable[nn.Module], amount: float) -> dict:
     """L1-prune each prunable tensor in `modules` to `amount` on its own (per layer).
 
@@ -160,9 +189,7 @@ def prune_modules(modules: nn.Module | Iterable[nn.Module], amount: float) -> di
     modules = _as_module_list(modules)
     targets = prunable_parameters(modules)
     _remember_factor_owners(modules)
-    for module, name in targets:
-        prune.l1_unstructured(module, name, amount=amount)
-    _install_factor_hooks(targets)
+    _apply_masks(targets, [l1_mask(effective_tensor(m, n), amount) for m, n in targets])
     return sparsity_report(modules)
 
 
@@ -178,8 +205,9 @@ def prune_global(modules: nn.Module | Iterable[nn.Module], amount: float) -> dic
     if not targets:
         raise ValueError("nothing to prune: no convolution, linear or factorised layer found")
     _remember_factor_owners(modules)
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
-    _install_factor_hooks(targets)
+    tensors = [effective_tensor(m, n) for m, n in targets]
+    mask = l1_mask(torch.cat([t.flatten() for t in tensors]), amount)
+    _apply_masks(targets, [part.view_as(t) for part, t in zip(mask.split([t.numel() for t in tensors]), tensors)])
     return sparsity_report(modules)
 
 
