@@ -202,15 +202,19 @@ def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
 register_backend("torch", TorchBackend.from_checkpoint, (".pt", ".pth"))
 
 
+def check_sizes(input_size: Sequence[int], output_size: str) -> None:
+    if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
+        raise SegmenterError(f"input_size must be [height, width] > 0, got {list(input_size)}")
+    if output_size not in OUTPUT_SIZES:
+        raise SegmenterError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
+
+
 class Segmenter:
     """Pre-processing, a backend, and post-processing for one frame at a time."""
 
     def __init__(self, backend: Backend, input_size: Sequence[int] = (360, 480),
                  output_size: str = "input"):
-        if len(input_size) != 2 or min(int(v) for v in input_size) < 1:
-            raise SegmenterError(f"input_size must be [height, width] > 0, got {list(input_size)}")
-        if output_size not in OUTPUT_SIZES:
-            raise SegmenterError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
+        check_sizes(input_size, output_size)
         info = backend.info
         if len(info.class_names) > IGNORE_INDEX:
             raise SegmenterError(f"{len(info.class_names)} classes do not fit a uint8 mask")
@@ -233,6 +237,7 @@ class Segmenter:
         registered) onto `device` ('auto' | 'cpu' | 'cuda' | 'cuda:N')."""
         if precision not in PRECISIONS:
             raise SegmenterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_sizes(input_size, output_size)  # before the (slow) model load
         path = Path(path)
         if not path.is_file():
             raise SegmenterError(f"model file not found: {path}")
