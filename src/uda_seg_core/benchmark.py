@@ -1,0 +1,584 @@
+"""`uda-seg benchmark`: inference speed of every backend and of the alternatives, in one run.
+
+    uda-seg benchmark                                      # random BiSeNet-R18, 360x480
+    uda-seg benchmark --checkpoint runs/x/best.pt --pruned runs/x/p30.pt,runs/x/p50.pt \
+        --data data/synthetic --resolutions 360x480,720x960 --out runs/benchmark
+    make benchmark                                         # benchmarks/inference_speed.py
+
+Rows, for each resolution (batch 1, argmax inside every graph, uint8 ids out):
+- a reference fp32 GEMM (torch.mm, N x N): the machine's measured peak in this run;
+- BiSeNet eager PyTorch fp32; ONNX Runtime fp32; ONNX Runtime INT8 (static QDQ,
+  calibrated on target-train frames); structured channel pruning at two ratios (given
+  as checkpoints with --pruned, else pruned here without fine-tune); unstructured 50 %
+  global L1 (the paper's kind of pruning: same dense work, for contrast);
+- torchvision's LRASPP-MobileNetV3-Large, DeepLabV3-MobileNetV3-Large and FCN-ResNet50
+  with 12 classes and random weights (what a user would pick instead; speed only).
+
+Columns: latency p50/p90 (wall clock) and p50 process CPU time, throughput (1 / p50),
+multiply-accumulates (torch's operator FLOP counter: convolutions and matmuls), parameters,
+achieved GFLOP/s (2 x MACs / p50) and its fraction of the GEMM row, and the mIoU on the
+target test split (needs --checkpoint and data). All cases run interleaved, every
+repeat runs every case once in rotating order, so a change in machine load hits them
+alike and the ratios hold even on a shared machine. PyTorch and ONNX Runtime both use
+`--threads` threads (default: every core this process may use).
+
+Writes OUT/benchmark.json and OUT/benchmark.md (tables plus the issue's checks).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATIOS = (0.3, 0.5)
+ALTERNATIVES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
+ALTERNATIVE_NAMES = {
+    "lraspp_mobilenet_v3_large": "LRASPP-MobileNetV3-L",
+    "deeplabv3_mobilenet_v3_large": "DeepLabV3-MobileNetV3-L",
+    "fcn_resnet50": "FCN-ResNet50",
+}
+GEMM_SIZES = (1024, 2048, 3072)
+# The issue's targets ("Checked by"), as numbers.
+TARGET_PRUNED_SPEEDUP = 1.5
+TARGET_ORT_RATIO = 0.85
+TARGET_INT8_RATIO = 0.6
+TARGET_MIOU_LOSS = 1.0  # points
+TARGET_PEAK_FRACTION = 0.5
+
+
+@dataclass
+class Case:
+    """One row: something to time on an input of a given size, and what it is."""
+
+    name: str
+    runtime: str  # torch | onnxruntime
+    precision: str  # fp32 | int8
+    make_runner: Callable[[tuple[int, int]], Callable[[], object]]  # size -> zero-argument call
+    macs: Callable[[tuple[int, int]], int | None] = lambda size: None
+    params: int | None = None
+    miou: float | None = None
+    note: str = ""
+    key: str = ""  # stable id for the checks: eager, ort, int8, pruned0, pruned1, unstructured, gemm
+    extra: dict = field(default_factory=dict)
+
+
+# --- small parts -------------------------------------------------------------------------
+
+def parse_resolutions(text: str) -> list[tuple[int, int]]:
+    from uda_seg_core.optimize.export import parse_size
+
+    return [parse_size(part) for part in text.split(",") if part.strip()]
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                progress: bool = True) -> dict[str, list[tuple[float, float]]]:
+    """Every repeat runs every case once, starting at a rotating position."""
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    names = list(runners)
+    rounds = range(repeats)
+    if progress:
+        from tqdm import tqdm
+
+        rounds = tqdm(rounds, desc="repeats", dynamic_ncols=True, leave=False)
+    for r in rounds:
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name].append(timed(runners[name]))
+    return samples
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def measure_gemm_peak(sizes: Sequence[int] = GEMM_SIZES, repeats: int = 3) -> dict:
+    """fp32 torch.mm throughput for a few square sizes; the best is the machine's peak."""
+    scan = []
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        times = [timed(lambda a=a, b=b: torch.mm(a, b))[0] for _ in range(repeats)]
+        scan.append({"n": n, "seconds": min(times), "gflops": 2 * n**3 / min(times) / 1e9})
+    best = max(scan, key=lambda s: s["gflops"])
+    return {"scan": scan, "best_n": best["n"], "peak_gflops": best["gflops"]}
+
+
+class PredModule(nn.Module):
+    """Any segmentation network -> uint8 class ids, like the pred-mode ONNX graph."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x, aux_mode="eval") if hasattr(self.net, "aux_mode") else self.net(x)
+        if isinstance(out, dict):  # torchvision segmentation models
+            out = out["out"]
+        return out.argmax(dim=1).to(torch.uint8)
+
+
+class OrtModule(nn.Module):
+    """An ONNX Runtime backend dressed as a module, so evaluate_model can measure it."""
+
+    def __init__(self, backend, num_classes: int):
+        super().__init__()
+        self.backend = backend
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.backend.infer(x.detach().cpu().numpy()))
+
+
+def torch_runner(model: nn.Module) -> Callable[[tuple[int, int]], Callable[[], object]]:
+    model = PredModule(model).eval()
+
+    def make(size: tuple[int, int]) -> Callable[[], object]:
+        x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
+
+        def run() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    return make
+
+
+def ort_runner(backend) -> Callable[[tuple[int, int]], Callable[[], object]]:
+    def make(size: tuple[int, int]) -> Callable[[], object]:
+        x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+        return lambda: backend.infer(x)
+
+    return make
+
+
+def macs_of(model: nn.Module) -> Callable[[tuple[int, int]], int]:
+    from uda_seg_core.models import count_macs
+
+    cache: dict[tuple[int, int], int] = {}
+
+    def macs(size: tuple[int, int]) -> int:
+        if size not in cache:
+            cache[size] = count_macs(model, (1, 3, *size))
+        return cache[size]
+
+    return macs
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- data --------------------------------------------------------------------------------
+
+def target_root(data: str | Path | None) -> Path | None:
+    """The CamVid-format target folder inside `data` (a make-synthetic output or a CamVid root)."""
+    from uda_seg_core.data import detect_format
+
+    if not data:
+        return None
+    root = Path(data)
+    fmt = detect_format(root)
+    if fmt == "synthetic":
+        return root / "camvid"
+    if fmt in ("camvid", "camvid_segnet"):
+        return root
+    raise FileNotFoundError(f"--data {root}: not a make-synthetic output or a CamVid folder "
+                            f"(expected camvid/ and idda/ inside, or train/ test/ with *_labels/)")
+
+
+def test_dataset(root: Path, mean, std, eval_size, limit: int, split: str = "test"):
+    from uda_seg_core.config import AugmentationConfig, DataConfig
+    from uda_seg_core.data import build_dataset, detect_format
+    from uda_seg_core.data.transforms import build_transforms
+
+    fmt = detect_format(root) or "camvid"
+    data = DataConfig(eval_size=list(eval_size or []), mean=list(mean), std=list(std))
+    return build_dataset(fmt, root, split, transform=build_transforms(AugmentationConfig(), data, train=False),
+                         limit=limit)
+
+
+def miou_of(model: nn.Module, dataset) -> float:
+    from uda_seg_core.evaluate import evaluate_model
+
+    return float(evaluate_model(model, dataset, "cpu").miou())
+
+
+# --- building the cases ------------------------------------------------------------------
+
+def load_base(checkpoint: str | None, backbone: str) -> tuple[nn.Module, dict, Path]:
+    """(model, checkpoint dict, checkpoint path); without a checkpoint a random BiSeNet is
+    saved to a temporary checkpoint so every later step takes the same path."""
+    from uda_seg_core.config import Config
+    from uda_seg_core.train.checkpoint import load_model, save_checkpoint
+
+    if checkpoint:
+        model, ckpt = load_model(checkpoint)
+        return model.eval(), ckpt, Path(checkpoint)
+    from uda_seg_core.models import build_segmentation_model
+
+    cfg = Config()
+    cfg.model.backbone = backbone
+    torch.manual_seed(0)
+    model = build_segmentation_model(cfg.model).eval()
+    path = Path(tempfile.mkdtemp(prefix="uda_seg_bench_")) / "random.pt"
+    save_checkpoint(path, model, cfg)
+    from uda_seg_core.train.checkpoint import load_checkpoint
+
+    return model, load_checkpoint(path), path
+
+
+def short(backbone: str) -> str:
+    return backbone.replace("resnet", "R")
+
+
+def build_cases(args, workdir: Path, dataset, progress: bool) -> tuple[list[Case], dict]:
+    from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+    from uda_seg_core.optimize.export import (
+        calibration_images,
+        export_onnx,
+        metadata_from_checkpoint,
+        pick_evenly,
+        preprocess_frames,
+        quantize_int8,
+    )
+    from uda_seg_core.optimize.pruning import prune_global, remove_masks
+    from uda_seg_core.optimize.structured import prune_channels
+    from uda_seg_core.train.checkpoint import load_model
+
+    info: dict = {}
+    model, ckpt, ckpt_path = load_base(args.checkpoint, args.backbone)
+    name = f"BiSeNet-{short(ckpt['model_config']['backbone'])}"
+    num_classes = int(ckpt["model_config"]["num_classes"])
+    calib_size = args.resolutions[0]
+
+    def measured(m: nn.Module) -> float | None:
+        return miou_of(m, dataset) if dataset is not None else None
+
+    cases = [Case(f"{name} eager", "torch", "fp32", torch_runner(model), macs_of(model), n_params(model),
+                  measured(model), key="eager")]
+
+    onnx_fp32 = export_onnx(model, workdir / "model_fp32.onnx", mode="pred", size=calib_size,
+                            metadata=metadata_from_checkpoint(ckpt, "pred", calib_size))
+    ort_fp32 = OnnxRuntimeBackend(onnx_fp32, device="cpu", threads=args.threads)
+    cases.append(Case(f"{name} ONNX Runtime", "onnxruntime", "fp32", ort_runner(ort_fp32), cases[0].macs,
+                      cases[0].params, measured(OrtModule(ort_fp32, num_classes)), key="ort"))
+
+    if args.calibration:
+        files = pick_evenly(calibration_images(args.calibration), args.calibration_frames)
+        frames = preprocess_frames(files, calib_size, ckpt["mean"], ckpt["std"])
+        calib_note = f"calibrated on {len(frames)} frames of {args.calibration}"
+    else:
+        rng = np.random.default_rng(0)
+        frames = [rng.standard_normal((1, 3, *calib_size), dtype=np.float32)
+                  for _ in range(max(1, min(args.calibration_frames, 4)))]
+        calib_note = "calibrated on random inputs (no --data/--calibration): accuracy not meaningful"
+    started = time.perf_counter()
+    onnx_int8 = quantize_int8(onnx_fp32, workdir / "model_int8.onnx", frames)
+    info["int8_quantise_seconds"] = time.perf_counter() - started
+    ort_int8 = OnnxRuntimeBackend(onnx_int8, device="cpu", threads=args.threads)
+    cases.append(Case(f"{name} ONNX Runtime INT8", "onnxruntime", "int8", ort_runner(ort_int8), cases[0].macs,
+                      cases[0].params, measured(OrtModule(ort_int8, num_classes)), note=calib_note, key="int8"))
+
+    if args.pruned:
+        for i, path in enumerate(args.pruned):
+            pruned, pckpt = load_model(path)
+            pruned.eval()
+            p = pckpt.get("pruning", {})
+            ft = p.get("finetune", {}).get("iters", 0)
+            label = f"{name} pruned {100 * p.get('ratio', 0):.0f}%" + (f" +{ft} it ft" if ft else "")
+            cases.append(Case(label, "torch", "fp32", torch_runner(pruned), macs_of(pruned), n_params(pruned),
+                              measured(pruned), note=f"{Path(path).name}: {p.get('scope', '?')} scope",
+                              key=f"pruned{i}"))
+    else:
+        for i, ratio in enumerate(args.ratios):
+            pruned = copy.deepcopy(model)
+            prune_channels(pruned, ratio)
+            pruned.eval()
+            cases.append(Case(f"{name} pruned {100 * ratio:.0f}%", "torch", "fp32", torch_runner(pruned),
+                              macs_of(pruned), n_params(pruned), measured(pruned),
+                              note="structured, global L2, no fine-tune", key=f"pruned{i}"))
+
+    sparse = copy.deepcopy(model)
+    prune_global(sparse, 0.5)
+    remove_masks(sparse)
+    sparse.eval()
+    cases.append(Case(f"{name} unstructured 50%", "torch", "fp32", torch_runner(sparse), cases[0].macs,
+                      n_params(sparse), measured(sparse),
+                      note="global L1 zeros; dense MACs unchanged, no fine-tune", key="unstructured"))
+
+    if not args.no_alternatives:
+        import torchvision.models.segmentation as tvseg
+
+        for alt in ALTERNATIVES:
+            net = getattr(tvseg, alt)(weights=None, weights_backbone=None, num_classes=num_classes).eval()
+            cases.append(Case(ALTERNATIVE_NAMES[alt], "torch", "fp32", torch_runner(net), macs_of(net),
+                              n_params(net), None, note="torchvision, random weights (speed only)",
+                              key=alt))
+    info["base_checkpoint"] = str(ckpt_path) if args.checkpoint else "random weights (no --checkpoint)"
+    return cases, info
+
+
+# --- report ------------------------------------------------------------------------------
+
+def summarise(case: Case, samples: list[tuple[float, float]], size: tuple[int, int],
+              gemm_gflops: float | None) -> dict:
+    wall = [s[0] for s in samples]
+    cpu = [s[1] for s in samples]
+    p50 = percentile(wall, 50)
+    macs = case.macs(size)
+    row = {
+        "name": case.name, "key": case.key, "runtime": case.runtime, "precision": case.precision,
+        "latency_ms_p50": 1e3 * p50, "latency_ms_p90": 1e3 * percentile(wall, 90),
+        "cpu_ms_p50": 1e3 * percentile(cpu, 50), "throughput_fps": 1.0 / p50 if p50 > 0 else None,
+        "macs": macs, "params": case.params, "miou": case.miou, "note": case.note,
+        "samples_ms": [round(1e3 * w, 3) for w in wall],
+    }
+    if macs:
+        row["gflops"] = 2 * macs / p50 / 1e9
+        if gemm_gflops and case.precision == "fp32":
+            row["fraction_of_gemm_peak"] = row["gflops"] / gemm_gflops
+    return row
+
+
+def _fmt(value, fmt: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, fmt)
+
+
+def markdown_table(rows: list[dict], eager_ms: float | None) -> str:
+    lines = [
+        ("| model | runtime | precision | params (M) | GMACs | p50 ms | p90 ms | CPU ms | fps | "
+         "vs eager | GFLOP/s | of GEMM peak | mIoU (%) | note |"),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = r["latency_ms_p50"] / eager_ms if eager_ms and r["key"] != "gemm" else None
+        lines.append(
+            f"| {r['name']} | {r['runtime']} | {r['precision']} | {_fmt(r['params'], '.2f', 1e-6)} | "
+            f"{_fmt(r['macs'], '.2f', 1e-9)} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p90']:.1f} | "
+            f"{r['cpu_ms_p50']:.1f} | {_fmt(r['throughput_fps'], '.2f')} | {_fmt(ratio, '.2f')}x | "
+            f"{_fmt(r.get('gflops'), '.1f')} | {_fmt(r.get('fraction_of_gemm_peak'), '.2f')} | "
+            f"{_fmt(r['miou'], '.2f', 100)} | {r['note']} |"
+        )
+    return "\n".join(lines)
+
+
+def checks(results: dict[str, list[dict]]) -> list[dict]:
+    """The issue's targets, evaluated on this run's numbers (ratios within one run)."""
+    out = []
+
+    def row(rows, key):
+        return next((r for r in rows if r["key"] == key), None)
+
+    for res, rows in results.items():
+        eager = row(rows, "eager")
+        if eager is None:
+            continue
+        e_ms, e_miou = eager["latency_ms_p50"], eager["miou"]
+
+        def loss(r, e_miou=e_miou):
+            return None if r["miou"] is None or e_miou is None else 100 * (e_miou - r["miou"])
+
+        for key in [r["key"] for r in rows if r["key"].startswith("pruned")]:
+            r = row(rows, key)
+            speedup = e_ms / r["latency_ms_p50"]
+            lost = loss(r)
+            ok = speedup >= TARGET_PRUNED_SPEEDUP and (lost is None or lost <= TARGET_MIOU_LOSS)
+            out.append({"resolution": res, "check": f"structured pruning ({r['name']}) speed-up >= "
+                        f"{TARGET_PRUNED_SPEEDUP}x, mIoU loss <= {TARGET_MIOU_LOSS} pt",
+                        "value": f"{speedup:.2f}x, loss {_fmt(lost, '.2f')} pt", "pass": ok})
+        for key, target, label in (("ort", TARGET_ORT_RATIO, "ONNX Runtime fp32"),
+                                   ("int8", TARGET_INT8_RATIO, "ONNX Runtime INT8")):
+            r = row(rows, key)
+            if r is None:
+                continue
+            ratio = r["latency_ms_p50"] / e_ms
+            lost = loss(r)
+            ok = ratio <= target
+            text = f"{ratio:.2f}x eager"
+            name = f"{label} latency <= {target}x eager"
+            if key == "int8":
+                name += f", mIoU loss <= {TARGET_MIOU_LOSS} pt"
+                text += f", loss {_fmt(lost, '.2f')} pt"
+                ok = ok and (lost is None or lost <= TARGET_MIOU_LOSS)
+            out.append({"resolution": res, "check": name, "value": text, "pass": ok})
+        fractions = {r["name"]: r.get("fraction_of_gemm_peak") for r in rows
+                     if r["key"] in ("eager", "ort") and r.get("fraction_of_gemm_peak") is not None}
+        if fractions:
+            best = max(fractions, key=fractions.get)
+            out.append({"resolution": res, "check": f"unpruned BiSeNet >= {TARGET_PEAK_FRACTION} of the "
+                        f"GEMM peak (best fp32 runtime)", "value": ", ".join(
+                            f"{k} {v:.2f}" for k, v in fractions.items()),
+                        "pass": fractions[best] >= TARGET_PEAK_FRACTION})
+    return out
+
+
+def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "benchmark.json", out / "benchmark.md"
+    json_path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    m = doc["machine"]
+    lines = [
+        "# Inference benchmark",
+        "",
+        f"`{doc['command']}`",
+        "",
+        (f"{m['cpu']}, {m['cores']} cores usable, **{doc['threads']} threads** (torch.set_num_threads and "
+         f"ONNX Runtime intra_op_num_threads), torch {doc['versions']['torch']}, onnxruntime "
+         f"{doc['versions']['onnxruntime']}, batch 1, {doc['repeats']} interleaved repeats after "
+         f"{doc['warmup']} warm-up; load average at start {m['loadavg_start']}, at end {m['loadavg_end']}."),
+        (f"Base model: {doc['info']['base_checkpoint']}. mIoU: 11 named classes on "
+         f"{doc['miou_data'] or '- (no --checkpoint or no data)'}."),
+        ("GEMM peak scan (fp32 torch.mm, best of 3): "
+         + ", ".join(f"N={s['n']}: {s['gflops']:.1f} GFLOP/s" for s in doc["gemm"]["scan"])
+         + "; each table's first row repeats the best size interleaved with the models, and "
+         "'of GEMM peak' divides by that row."),
+        "",
+    ]
+    for res, rows in doc["results"].items():
+        eager = next((r for r in rows if r["key"] == "eager"), None)
+        lines += [f"## {res}", "", markdown_table(rows, eager["latency_ms_p50"] if eager else None), ""]
+    lines += ["## Checks (issue 8)", "", "| resolution | check | measured | result |", "|---|---|---|---|"]
+    for c in doc["checks"]:
+        lines.append(f"| {c['resolution']} | {c['check']} | {c['value']} | {'pass' if c['pass'] else 'FAIL'} |")
+    lines.append("")
+    md_path.write_text("\n".join(lines))
+    return json_path, md_path
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+# --- command -----------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resolutions", default="360x480", help="HxW[,HxW...] (e.g. 360x480,720x960)")
+    parser.add_argument("--checkpoint", default=None, help="trained checkpoint (default: random weights)")
+    parser.add_argument("--backbone", default="resnet18", help="backbone of the random model without --checkpoint")
+    parser.add_argument("--pruned", default=None,
+                        help="comma-separated structured-pruned checkpoints (uda-seg prune-structured); "
+                             "default: prune --ratios here, without fine-tune")
+    parser.add_argument("--ratios", default=",".join(map(str, DEFAULT_RATIOS)),
+                        help="channel-pruning ratios when --pruned is not given")
+    parser.add_argument("--data", default=None,
+                        help="make-synthetic output or CamVid folder: target test split for mIoU, "
+                             "target train split for INT8 calibration")
+    parser.add_argument("--eval-limit", type=int, default=0, help="use only the first N test images (0 = all)")
+    parser.add_argument("--eval-size", default=None, help="HxW to resize test images to (default: native)")
+    parser.add_argument("--calibration-frames", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of every case")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of every case first")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every usable core)")
+    parser.add_argument("--no-alternatives", action="store_true", help="skip the torchvision models")
+    parser.add_argument("--gemm-sizes", default=",".join(map(str, GEMM_SIZES)),
+                        help="square torch.mm sizes scanned for the fp32 peak")
+    parser.add_argument("--out", default="runs/benchmark", help="folder for benchmark.json and benchmark.md")
+
+
+def run(args: argparse.Namespace) -> int:
+    from uda_seg_core.optimize.export import parse_size
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.resolutions = parse_resolutions(args.resolutions)
+    args.ratios = [float(r) for r in str(args.ratios).split(",") if r.strip()]
+    args.pruned = [p for p in (args.pruned or "").split(",") if p.strip()]
+    args.threads = args.threads or available_cores()
+    torch.set_num_threads(args.threads)
+    progress = sys.stderr.isatty()
+    load_start = _loadavg()
+
+    data_root = target_root(args.data)
+    args.calibration = str(data_root) if data_root else None
+    dataset, miou_data = None, None
+    if data_root is not None and args.checkpoint:
+        from uda_seg_core.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.checkpoint)
+        eval_size = parse_size(args.eval_size) if args.eval_size else None
+        dataset = test_dataset(data_root, ckpt["mean"], ckpt["std"], eval_size, args.eval_limit)
+        miou_data = f"{data_root} test split ({len(dataset)} images" + (
+            f", resized to {eval_size[0]}x{eval_size[1]})" if eval_size else ", native size)")
+
+    gemm = measure_gemm_peak([int(v) for v in str(args.gemm_sizes).split(",") if v.strip()])
+    n = gemm["best_n"]
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with tempfile.TemporaryDirectory(prefix="uda_seg_bench_") as tmp:
+        cases, info = build_cases(args, Path(tmp), dataset, progress)
+        gemm_case = Case(f"GEMM fp32 {n}x{n} (peak reference)", "torch", "fp32",
+                         lambda size: (lambda: torch.mm(a, b)), lambda size: n**3, key="gemm")
+        results: dict[str, list[dict]] = {}
+        for size in args.resolutions:
+            label = f"{size[0]}x{size[1]}"
+            log.info("timing %d cases at %s (%d repeats)", len(cases) + 1, label, args.repeats)
+            runners = {c.name: c.make_runner(size) for c in [gemm_case, *cases]}
+            samples = interleaved(runners, args.repeats, args.warmup, progress)
+            gemm_row = summarise(gemm_case, samples[gemm_case.name], size, None)
+            rows = [gemm_row] + [summarise(c, samples[c.name], size, gemm_row["gflops"]) for c in cases]
+            gemm_row["fraction_of_gemm_peak"] = 1.0
+            results[label] = rows
+    doc = {
+        "command": "uda-seg benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"]
+        else " ".join(sys.argv),
+        "machine": {"cpu": cpu_name(), "cores": available_cores(), "platform": platform.platform(),
+                    "loadavg_start": load_start, "loadavg_end": _loadavg()},
+        "threads": args.threads,
+        "versions": {"torch": torch.__version__, "onnxruntime": _ort_version(), "python": platform.python_version()},
+        "repeats": args.repeats, "warmup": args.warmup, "gemm": gemm, "info": info, "miou_data": miou_data,
+        "results": results,
+    }
+    doc["checks"] = checks(results)
+    json_path, md_path = write_report(doc, Path(args.out))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

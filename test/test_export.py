@@ -1,0 +1,183 @@
+"""ONNX export (pred and logits modes, metadata, INT8) and the ONNX Runtime backend of
+Segmenter, on a tiny random-init BiSeNet-R18 at 48x64.
+
+    .venv/bin/pytest test/test_export.py -q
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from train_helpers import write_domains
+
+from uda_seg_core.cli import main
+from uda_seg_core.config import Config
+from uda_seg_core.data.labels import CLASS_NAMES
+from uda_seg_core.inference import Segmenter, SegmenterError, resolve_backend
+from uda_seg_core.inference.onnx_backend import (
+    OnnxBackendError,
+    OnnxRuntimeBackend,
+    choose_providers,
+)
+from uda_seg_core.models import build_segmentation_model
+from uda_seg_core.optimize.export import ExportError, export_checkpoint, read_metadata
+from uda_seg_core.train.checkpoint import save_checkpoint
+
+torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads only slow tiny models down
+H, W = 48, 64
+PALETTE = [[20 * i, 250 - 20 * i, 3 * i] for i in range(12)]
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.1]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_segmentation_model(Config().model).eval()
+    path = tmp_path_factory.mktemp("export") / "tiny.pt"
+    return save_checkpoint(path, model, Config(), palette=PALETTE, mean=MEAN, std=STD)
+
+
+@pytest.fixture(scope="module")
+def model(ckpt):
+    from uda_seg_core.train.checkpoint import load_model
+
+    return load_model(ckpt)[0].eval()
+
+
+@pytest.fixture(scope="module")
+def pred_onnx(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    summary = export_checkpoint(ckpt, out, mode="pred", size=(H, W), check_frames=2)
+    assert summary["check"]["agreement"] > 0.99
+    return out
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    return write_domains(tmp_path_factory.mktemp("data"))
+
+
+def batch(n=1, h=H, w=W, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, h, w), dtype=np.float32)
+
+
+def test_pred_export_matches_eager_argmax(pred_onnx, model):
+    x = batch(2, seed=1)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), aux_mode="eval").argmax(1).numpy()
+    got = OnnxRuntimeBackend(pred_onnx, device="cpu").infer(x)
+    assert got.dtype == np.uint8 and got.shape == (2, H, W)
+    assert (got == expected).mean() > 0.999
+
+
+def test_logits_export_is_allclose_to_eager(ckpt, model, tmp_path):
+    out = tmp_path / "logits.onnx"
+    summary = export_checkpoint(ckpt, out, mode="logits", size=(H, W), check_frames=1)
+    assert summary["check"]["max_abs_logit_diff"] < 1e-3
+    x = batch(seed=2)
+    backend = OnnxRuntimeBackend(out, device="cpu")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x), aux_mode="eval").numpy()
+    raw = backend.run_raw(x)
+    assert raw.shape == (1, 12, H, W)
+    np.testing.assert_allclose(raw, logits, atol=1e-3, rtol=1e-3)
+    assert backend.output_kind == "logits"
+    np.testing.assert_array_equal(backend.infer(x), logits.argmax(1).astype(np.uint8))
+
+
+def test_metadata_carries_classes_palette_and_normalisation(pred_onnx):
+    meta = read_metadata(pred_onnx)
+    assert meta["class_names"] == list(CLASS_NAMES)
+    assert meta["palette"] == PALETTE
+    assert meta["mean"] == MEAN and meta["std"] == STD
+    assert meta["input_size"] == [H, W] and meta["output"] == "class_ids" and meta["precision"] == "fp32"
+    raw = {p.key: p.value for p in onnx.load(str(pred_onnx)).metadata_props}
+    assert json.loads(raw["class_names"]) == list(CLASS_NAMES)  # stored as JSON strings
+
+
+def test_batch_height_and_width_are_dynamic(pred_onnx, model):
+    x = batch(3, 64, 96, seed=3)
+    got = OnnxRuntimeBackend(pred_onnx, device="cpu").infer(x)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), aux_mode="eval").argmax(1).numpy()
+    assert got.shape == (3, 64, 96) and (got == expected).mean() > 0.999
+
+
+def test_int8_export_runs_in_onnxruntime(ckpt, domains, tmp_path):
+    _, camvid = domains
+    out = tmp_path / "int8.onnx"
+    summary = export_checkpoint(ckpt, out, size=(H, W), int8=True, calibration=camvid,
+                                calibration_frames=3, check_frames=2)
+    graph = onnx.load(str(out)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    meta = read_metadata(out)
+    assert meta["precision"] == "int8" and meta["calibration"]["frames"] == 3
+    assert meta["class_names"] == list(CLASS_NAMES)
+    ids = OnnxRuntimeBackend(out, device="cpu").infer(batch(2))
+    assert ids.dtype == np.uint8 and ids.shape == (2, H, W) and ids.max() < 12
+    # Rounding moves some pixels of an untrained net, but most keep their class.
+    assert summary["check"]["agreement"] > 0.8
+
+
+def test_int8_needs_calibration_frames(ckpt, tmp_path):
+    with pytest.raises(ExportError, match="--calibration"):
+        export_checkpoint(ckpt, tmp_path / "x.onnx", size=(H, W), int8=True)
+    with pytest.raises(ExportError, match="no images"):
+        export_checkpoint(ckpt, tmp_path / "x.onnx", size=(H, W), int8=True, calibration=tmp_path)
+
+
+def test_segmenter_onnx_backend_matches_torch_backend(ckpt, pred_onnx):
+    assert resolve_backend(pred_onnx) == "onnxruntime"
+    seg_ort = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W))
+    seg_pt = Segmenter.from_checkpoint(ckpt, device="cpu", input_size=(H, W))
+    assert seg_ort.backend.name == "onnxruntime"
+    # Normalisation, classes and palette come from the ONNX metadata alone.
+    np.testing.assert_array_equal(seg_ort.palette, np.array(PALETTE, dtype=np.uint8))
+    assert seg_ort.class_names == seg_pt.class_names
+    np.testing.assert_allclose(seg_ort._scale, seg_pt._scale)
+    np.testing.assert_allclose(seg_ort._shift, seg_pt._shift)
+    rgb = np.random.default_rng(4).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    a, b = seg_ort.segment(rgb), seg_pt.segment(rgb)
+    assert a.shape == b.shape == (96, 128)
+    assert (a != b).mean() < 0.01
+
+
+def test_backend_parameter_overrides_the_extension(pred_onnx):
+    seg = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W), backend="onnxruntime")
+    assert seg.backend.providers == ["CPUExecutionProvider"]
+    with pytest.raises(SegmenterError, match="precision"):
+        Segmenter.from_checkpoint(pred_onnx, device="cpu", precision="fp16", backend="onnxruntime")
+
+
+def test_provider_choice_and_errors(pred_onnx, tmp_path):
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    assert choose_providers("auto")[-1] == "CPUExecutionProvider"
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(OnnxBackendError, match="tensorrt"):
+            choose_providers("cpu", tensorrt=True)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(OnnxBackendError, match="onnxruntime-gpu"):
+            choose_providers("cuda")
+    with pytest.raises(OnnxBackendError, match="not found"):
+        OnnxRuntimeBackend(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(OnnxBackendError, match="cannot load"):
+        OnnxRuntimeBackend(bad)
+    with pytest.raises(OnnxBackendError, match="batch"):
+        OnnxRuntimeBackend(pred_onnx, device="cpu").infer(np.zeros((3, H, W), np.float32))
+
+
+def test_export_command(ckpt, tmp_path, capsys):
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--size", f"{H}x{W}",
+                 "--check-frames", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "argmax agreement" in printed and out.is_file()
+    assert read_metadata(out)["mode"] == "pred"
