@@ -1,0 +1,98 @@
+"""`uda-seg benchmark` on a tiny setting (48x64, one repeat) writes every row, and the
+issue's checks are computed from the numbers as stated.
+
+    .venv/bin/pytest test/test_benchmark.py -q
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from train_helpers import write_domains
+
+from uda_seg_core.benchmark import checks, interleaved, parse_resolutions
+from uda_seg_core.cli import main
+from uda_seg_core.config import Config
+from uda_seg_core.models import BiSeNet
+from uda_seg_core.train.checkpoint import save_checkpoint
+
+torch.set_num_threads(1)
+
+ROW_KEYS = ["gemm", "eager", "ort", "int8", "pruned0", "pruned1", "unstructured",
+            "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    write_domains(root)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "tiny.pt", BiSeNet(12, "resnet18").eval(), Config())
+    out = root / "out"
+    code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(ckpt), "--data", str(root),
+                 "--repeats", "2", "--warmup", "0", "--threads", "1", "--calibration-frames", "2",
+                 "--gemm-sizes", "128,256", "--out", str(out)])
+    assert code == 0
+    return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
+
+
+def test_every_row_is_measured(report):
+    doc, _ = report
+    rows = doc["results"]["48x64"]
+    assert [r["key"] for r in rows] == ROW_KEYS
+    for r in rows:
+        assert len(r["samples_ms"]) == 2 and r["latency_ms_p50"] > 0
+        assert r["latency_ms_p90"] >= r["latency_ms_p50"] and r["throughput_fps"] > 0
+        assert r["macs"] > 0 and r["gflops"] > 0
+    by_key = {r["key"]: r for r in rows}
+    eager = by_key["eager"]
+    # Structured pruning really shrinks the network; unstructured zeros do not.
+    assert by_key["pruned1"]["macs"] < by_key["pruned0"]["macs"] < eager["macs"]
+    assert by_key["unstructured"]["macs"] == eager["macs"]
+    assert by_key["pruned1"]["params"] < eager["params"]
+    # mIoU on the target test split for every BiSeNet row; none for random-weight alternatives.
+    for key in ("eager", "ort", "int8", "pruned0", "pruned1", "unstructured"):
+        assert 0.0 <= by_key[key]["miou"] <= 1.0
+    assert by_key["fcn_resnet50"]["miou"] is None
+    assert by_key["ort"]["miou"] == pytest.approx(eager["miou"], abs=0.01)  # same fp32 graph
+    assert 0 < eager["fraction_of_gemm_peak"] and "fraction_of_gemm_peak" not in by_key["int8"]
+    assert doc["threads"] == 1 and doc["gemm"]["peak_gflops"] > 0
+
+
+def test_markdown_has_every_row_and_the_checks(report):
+    doc, md = report
+    for r in doc["results"]["48x64"]:
+        assert f"| {r['name']} |" in md
+    assert "## Checks (issue 8)" in md and "1 threads" in md
+    assert len(doc["checks"]) == 5  # two pruned rows, ORT, INT8, GEMM fraction
+
+
+def _row(key, ms, miou=None, frac=None):
+    row = {"key": key, "name": key, "latency_ms_p50": ms, "miou": miou}
+    if frac is not None:
+        row["fraction_of_gemm_peak"] = frac
+    return row
+
+
+def test_checks_apply_the_issue_targets():
+    rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70), _row("int8", 61.0, 0.495),
+            _row("pruned0", 60.0, 0.495), _row("pruned1", 40.0, 0.48)]
+    result = checks({"r": rows})
+    # pruned0: 1.67x, 0.5 pt lost -> pass; pruned1: 2.5x but 2 pt lost -> fail;
+    # ORT 0.8x -> pass; INT8 0.61x -> fail (0.6 target); GEMM fraction 0.70 -> pass.
+    assert [c["pass"] for c in result] == [True, False, True, False, True]
+    assert result[0]["value"] == "1.67x, loss 0.50 pt"
+    assert result[3]["value"] == "0.61x eager, loss 0.50 pt"
+
+
+def test_interleaving_runs_every_case_each_repeat():
+    calls = []
+    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3,
+                          warmup=1, progress=False)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3}
+
+
+def test_resolution_parsing():
+    assert parse_resolutions("360x480,720x960") == [(360, 480), (720, 960)]
