@@ -203,11 +203,16 @@ def test_tfd_is_factorised_and_runs_small_convolutions():
     assert len(convs) == 5
     assert all(c.factorization == "tucker" and c.implementation == "factorized" for c in convs)
     assert [(c.in_channels, c.out_channels) for c in convs] == ADAPTSEGNET_CHANNELS
-    # Forward = dense convolution with the reconstructed kernel, up to float rounding.
-    x = torch.randn(1, 12, 32, 32)
-    conv = convs[0]
+    assert all(c.rank[2:] == (4, 4) for c in convs)  # Tucker-2: the 4x4 spatial modes are kept
+    # Forward = dense convolution with the reconstructed kernel = tensorly-torch's own
+    # factorised forward, up to float rounding.
+    from tltorch.functional.convolution import tucker_conv
+
+    x = torch.randn(1, 64, 32, 32)
+    conv = convs[1]
     dense = torch.nn.functional.conv2d(x, conv.weight.to_tensor(), conv.bias, stride=2, padding=1)
     torch.testing.assert_close(conv(x), dense, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(conv(x), tucker_conv(x, conv.weight, conv.bias, stride=2, padding=1))
 
 
 @pytest.mark.parametrize("name", ["tfd", "dwd"])
