@@ -92,7 +92,7 @@ class AdaptConfig:
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     d_width: int = 64  # channels of the first discriminator layer (doubles per layer)
     dropout: float = 0.0  # dropout after each conv+activation in D (the paper tries 0.01)
-    rank: float = 0.5  # TFD/CPD factorisation rank (fraction of the full rank)
+    rank: float = 0.5  # TFD/CPD rank: fraction of the dense layer's parameters kept (tltorch float rank)
     prune: str = "none"  # during-training pruning of D: none | fixed | incremental
     prune_amount: float = 0.2  # fixed sparsity
     prune_rate: float = 0.005  # incremental sparsity = prune_rate * epoch
