@@ -126,3 +126,16 @@ def test_camvid_frames_are_four_by_three():
     assert camvid_size_for((240, 320)) == (240, 320)
     h, w = camvid_size_for((360, 640))
     assert w * 3 == h * 4 and abs(h * w - 360 * 640) / (360 * 640) < 0.1
+
+
+def test_rerun_replaces_old_frames_and_foreign_folders_are_kept(tmp_path):
+    out = tmp_path / "syn"
+    make_synthetic(out, size=(32, 48), num_source=6, num_target=6, stats_frames=0)
+    make_synthetic(out, size=(32, 48), num_source=2, num_target=3, stats_frames=0)
+    assert len(list((out / "idda" / "rgb").iterdir())) == 2
+    assert len(build_dataset("camvid", out / "camvid", ["train", "val", "test"])) == 3
+    foreign = tmp_path / "foreign"
+    (foreign / "camvid").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="did not write"):
+        make_synthetic(foreign, size=(32, 48), num_source=1, num_target=3, stats_frames=0)
+    assert (foreign / "camvid").is_dir()

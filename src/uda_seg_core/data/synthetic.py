@@ -36,6 +36,7 @@ import functools
 import itertools
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -949,6 +950,20 @@ def generate_target(out: Path, seed: int, size, n: int, textures: Textures) -> d
     return counts
 
 
+def clear_previous_output(out: Path) -> None:
+    """Remove an earlier make-synthetic output in `out` (so no stale frames stay behind);
+    refuse to touch idda/ or camvid/ folders that make-synthetic did not write."""
+    owned = [out / "idda", out / "camvid"]
+    if not any(p.exists() for p in owned):
+        return
+    if not (out / "summary.json").is_file():
+        raise FileExistsError(f"{out} already holds idda/ or camvid/ that make-synthetic did not write "
+                              f"(no summary.json); choose another --out or remove them")
+    for path in owned:
+        if path.exists():
+            shutil.rmtree(path)
+
+
 def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240, 320),
                    num_source: int = 200, num_target: int = 200, stats_frames: int = 32) -> dict:
     """Write both domains under `out`; returns a summary (frames/s is measured, not stored)."""
@@ -957,6 +972,7 @@ def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240,
         raise ValueError(f"--size must be at least 16x16, got {size[0]}x{size[1]}")
     if num_source < 1 or num_target < 3:
         raise ValueError("need --num-source >= 1 and --num-target >= 3 (one frame per CamVid split)")
+    clear_previous_output(out)
     target_size = camvid_size_for(size)
     # CPU time of this process: frames per second of one core, whatever else the machine runs.
     start = time.process_time()
