@@ -68,3 +68,10 @@ def test_defaults_parse_and_size_is_h_by_w():
     args = build_parser().parse_args(["--size", "90x120", "--iters", "5", "--no-realtime"])
     settings = DemoSettings(**{k: v for k, v in vars(args).items() if k != "fresh"})
     assert settings.hw == (90, 120) and settings.iters == 5 and settings.realtime is False
+
+
+def test_an_explicit_thread_count_wins_over_the_automatic_choice():
+    from uda_seg_ros.demo import choose_threads
+
+    assert choose_threads(3) == 3
+    assert choose_threads(0) in (0, 1)
