@@ -65,6 +65,17 @@ def test_missed_frames_duplicates_and_size_mismatches_are_counted_not_scored():
     assert math.isclose(result["miou"], only.miou(), abs_tol=1e-12)
 
 
+def test_a_repeated_label_stamp_is_a_duplicate_not_a_missed_frame():
+    label = np.ones((2, 2), np.uint8)
+    live = LiveEvaluation()
+    live.add_label((1, 0), label)
+    live.add_mask((1, 0), label)
+    live.add_label((1, 0), label)  # a looped bag played with --no-restamp repeats stamps
+    result = live.result()
+    assert result["frames_matched"] == 1 and result["frames_missed"] == 0
+    assert result["duplicate_labels"] == 1 and result["frames_labelled"] == 1
+
+
 def test_pending_frames_are_bounded():
     live = LiveEvaluation(max_pending=3)
     for i in range(10):

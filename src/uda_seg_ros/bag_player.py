@@ -98,9 +98,16 @@ class PaceWaiter:
                 self.seen.popitem(last=False)
             self.cond.notify_all()
 
-    def wait(self, key: tuple[int, int], timeout: float) -> bool:
+    def wait(self, key: tuple[int, int], timeout: float, ok=lambda: True) -> bool:
+        """True once `key` was seen; False after `timeout` s or when `ok()` turns false."""
+        deadline = time.monotonic() + timeout
         with self.cond:
-            return self.cond.wait_for(lambda: key in self.seen, timeout=timeout)
+            while key not in self.seen:
+                left = deadline - time.monotonic()
+                if left <= 0 or not ok():
+                    return False
+                self.cond.wait(min(left, 0.1))
+            return True
 
 
 def wait_for_subscribers(publishers: dict, timeout: float, log) -> bool:
@@ -114,6 +121,14 @@ def wait_for_subscribers(publishers: dict, timeout: float, log) -> bool:
         time.sleep(0.05)
     log(f"no subscriber after {timeout:g} s on: {', '.join(missing)}; playing anyway")
     return False
+
+
+def _spin(executor) -> None:
+    try:
+        executor.spin()
+    except Exception as exc:
+        if type(exc).__name__ != "ExternalShutdownException":
+            raise
 
 
 def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp: bool = True,
@@ -144,7 +159,7 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
     node = rclpy.create_node("uda_seg_bag_player")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
     stats = PlaybackStats()
     try:
         publishers, classes = {}, {}
@@ -166,16 +181,23 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
         if wait_subscribers > 0:
             wait_for_subscribers({remap.get(t, t): p for t, p in publishers.items()},
                                  wait_subscribers, log)
-        restamper = Restamper(node.get_clock())
         start = time.monotonic()
-        while True:
-            _play_once(bag, connections, publishers, classes, deserialize_message, rate,
-                       restamper if restamp else None, image_topics, waiter, pace_timeout, stats)
-            stats.loops += 1
-            if not loop:
-                break
+        try:
+            # rclpy's SIGINT handler shuts the context down; playback then stops cleanly.
+            while rclpy.ok():
+                # A fresh stamp table per pass: a loop must not repeat the last pass's stamps.
+                restamper = Restamper(node.get_clock()) if restamp else None
+                finished = _play_once(bag, connections, publishers, classes, deserialize_message,
+                                      rate, restamper, image_topics, waiter, pace_timeout, stats,
+                                      rclpy.ok)
+                stats.loops += finished
+                if not loop or not finished:
+                    break
+        except KeyboardInterrupt:
+            pass
         stats.wall_s = time.monotonic() - start
-        time.sleep(SETTLE_S)  # let reliable writers hand over the last samples
+        if rclpy.ok():
+            time.sleep(SETTLE_S)  # let reliable writers hand over the last samples
     finally:
         executor.shutdown(timeout_sec=1.0)
         if spinner.is_alive():
@@ -187,8 +209,19 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
     return stats
 
 
+def _sleep_until(due: float, ok) -> bool:
+    """Sleep until time.monotonic() >= due, in short steps; False if `ok()` turned false."""
+    while ok():
+        left = due - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, 0.1))
+    return False
+
+
 def _play_once(bag, connections, publishers, classes, deserialize_message, rate, restamper,
-               image_topics, waiter, pace_timeout, stats: PlaybackStats) -> None:
+               image_topics, waiter, pace_timeout, stats: PlaybackStats, ok) -> bool:
+    """One pass over the bag; False when stopped early (Ctrl-C)."""
     from rosbags.rosbag2 import Reader
 
     with Reader(bag) as reader:
@@ -197,14 +230,16 @@ def _play_once(bag, connections, publishers, classes, deserialize_message, rate,
         for conn, timestamp, raw in reader.messages(connections=connections):
             first = timestamp if first is None else first
             due = wall0 + (timestamp - first) / 1e9 / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                stats.max_lag_ms = max(stats.max_lag_ms, -delay * 1e3)
+            lag = time.monotonic() - due
+            if lag > 0:
+                stats.max_lag_ms = max(stats.max_lag_ms, lag * 1e3)
+            elif not _sleep_until(due, ok):
+                return False
             msg = deserialize_message(bytes(raw), classes[conn.topic])
             if restamper is not None and hasattr(msg, "header"):
                 msg.header.stamp = restamper(msg.header.stamp)
+            if not ok():
+                return False
             publishers[conn.topic].publish(msg)
             stats.published += 1
             stats.topics[conn.topic] = stats.topics.get(conn.topic, 0) + 1
@@ -212,10 +247,13 @@ def _play_once(bag, connections, publishers, classes, deserialize_message, rate,
                 stats.images += 1
                 if waiter is not None:
                     key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-                    if not waiter.wait(key, pace_timeout):
+                    if not waiter.wait(key, pace_timeout, ok):
+                        if not ok():
+                            return False
                         stats.pace_timeouts += 1
                     # Pacing replaces the recorded schedule: restart it from here.
                     wall0, first = time.monotonic(), None
+    return True
 
 
 def add_arguments(parser) -> None:
@@ -242,7 +280,7 @@ def run(args) -> int:
                          remap=parse_remaps(args.remap), topics=args.topics,
                          wait_subscribers=args.wait_subscribers, pace_on=args.pace_on,
                          pace_timeout=args.pace_timeout)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before playback started (waiting for subscribers)
         return 0
     fps = stats.images / stats.wall_s if stats.wall_s > 0 else 0.0
     print(f"played {stats.images} images ({stats.published} messages, {stats.loops} loop(s)) in "

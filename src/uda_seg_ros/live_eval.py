@@ -49,17 +49,21 @@ class LiveEvaluation:
         self.matched: set = set()
         self.latencies_ms: list[float] = []
         self.counts = {"labels": 0, "masks": 0, "matched": 0, "size_mismatch": 0,
-                       "duplicate_masks": 0, "evicted_labels": 0, "evicted_masks": 0}
+                       "duplicate_masks": 0, "duplicate_labels": 0, "evicted_labels": 0, "evicted_masks": 0}
         self.first_mismatch = ""
         self.lock = threading.Lock()
 
     def add_label(self, key, label: np.ndarray) -> None:
         with self.lock:
-            self.counts["labels"] += 1
+            if key in self.matched or key in self.labels:
+                self.counts["duplicate_labels"] += 1  # e.g. a looped bag played without restamping
+                return
             if key in self.masks:
                 self._score(key, self.masks.pop(key), label)
             else:
                 self._keep(self.labels, key, np.array(label, copy=True), "evicted_labels")
+            # Counted last: a Ctrl-C inside this callback leaves the books balanced.
+            self.counts["labels"] += 1
 
     def add_mask(self, key, mask: np.ndarray, latency_s: float | None = None) -> None:
         with self.lock:
@@ -121,6 +125,7 @@ class LiveEvaluation:
             "size_mismatch": counts["size_mismatch"],
             "size_mismatch_detail": self.first_mismatch,
             "duplicate_masks": counts["duplicate_masks"],
+            "duplicate_labels": counts["duplicate_labels"],
             "rejected": counts.get("rejected", 0),
             "e2e_latency_ms": latency,
         }
@@ -184,7 +189,7 @@ def evaluate_live(labels_topic: str = "/camera/labels",
                   ready_file: str | Path | None = None, log=print) -> LiveEvaluation:
     """Run the evaluator node until done (see the module docstring); returns its state."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
@@ -246,8 +251,8 @@ def evaluate_live(labels_topic: str = "/camera/labels",
                 break
             if last_message[0] and now - last_message[0] > idle:
                 break
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C: report what was matched so far
     finally:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
