@@ -27,7 +27,13 @@ from ros_helpers import NodeProcess, RosClient, tiny_checkpoint, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
 from uda_seg_core.data.labels import PALETTE
-from uda_seg_ros.conversions import image_to_numpy, numpy_to_image, rgb_to_compressed
+from uda_seg_ros.conversions import (
+    ImageConversionError,
+    check_image,
+    image_to_numpy,
+    numpy_to_image,
+    rgb_to_compressed,
+)
 from uda_seg_ros.diagnostics import status_values
 from uda_seg_ros.segmentation_node import LatestFrame
 
@@ -39,7 +45,7 @@ def node_argv(ckpt, *args: str) -> list[str]:
     return NodeProcess.python_module(
         "uda_seg_ros.segmentation_node", "--ros-args", "-p", f"model_path:={ckpt}",
         "-p", f"input_width:={NET_W}", "-p", f"input_height:={NET_H}", "-p", "warmup_iters:=1",
-        "-p", "stats_period:=0.3", *args)
+        "-p", "stats_period:=0.1", *args)
 
 
 class NodeUnderTest:
@@ -87,6 +93,18 @@ def latest_values(client, ns: str, predicate=lambda v: True, timeout: float = 15
                     return values if predicate(values) else None
         return None
     return wait_for(find, timeout, message=f"/diagnostics from {ns} matching the test")
+
+
+def settled_values(client, ns: str) -> dict:
+    """Counts after everything sent so far is accounted for: the second report from `ns`
+    after this call (the first may have been built while a frame was finishing)."""
+    client.diagnostics.clear()
+
+    def reports():
+        return [a for a in client.diagnostics.snapshot()
+                if any(s.name.startswith(f"{ns}/uda_segmentation") for s in a.status)]
+    wait_for(lambda: len(reports()) >= 2, 15.0, message=f"two /diagnostics reports from {ns}")
+    return latest_values(client, ns)
 
 
 def stamped(msg, client, frame_id: str):
@@ -179,7 +197,7 @@ def test_color_mask_and_overlay_only_while_subscribed(ros, raw_io):
     ros.unsubscribe(colors)
     ros.unsubscribe(overlays)
     time.sleep(1.0)  # let the node see both subscriptions go
-    before = latest_values(ros, "/raw", lambda v: True)
+    before = settled_values(ros, "/raw")
     for i in range(3):
         request(pub, stamped(numpy_to_image(rgb, "rgb8"), ros, f"nobody_{i + 1}"), masks)
     processed = int(before["frames_processed"]) + 3
@@ -215,22 +233,79 @@ def raw_malformed() -> dict[str, Image]:
     }
 
 
+def reject_one_by_one(ros, node, pub, bad: dict, resend: float = 1.5, tries: int = 10) -> None:
+    """Publish each bad message until /diagnostics shows it arrived; it must be rejected,
+    never processed. (Best effort may lose a message on a loaded machine: then resend.)"""
+    def handled(values, counts):  # arrived, and was rejected or processed
+        def grew(key):
+            return int(values[key]) > int(counts[key])
+        return grew("frames_received") and (grew("frames_rejected") or grew("frames_processed"))
+
+    counts = settled_values(ros, node.ns)
+    for kind, msg in bad.items():
+        for _ in range(tries):
+            pub.publish(msg)
+            try:
+                now = latest_values(ros, node.ns, lambda v, c=counts: handled(v, c), timeout=resend)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"{kind}: never arrived, or arrived and was neither rejected nor "
+                                 f"processed:\n{node.proc.output()[-2000:]}")
+        assert now["frames_processed"] == counts["frames_processed"], f"{kind} was processed"
+        assert int(now["frames_rejected"]) == int(counts["frames_rejected"]) + 1, kind
+        assert node.proc.alive(), f"the node died on {kind}:\n{node.proc.output()[-2000:]}"
+        counts = now
+
+
 def test_malformed_raw_input_is_rejected_and_node_survives(ros, raw_io):
     pub, masks = raw_io
     request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "before_bad"), masks)
-    before = latest_values(ros, "/raw")
-    bad = raw_malformed()
-    for msg in bad.values():
-        pub.publish(msg)
-        time.sleep(0.02)
-    assert ros.raw.proc.alive()
+    reject_one_by_one(ros, ros.raw, pub, raw_malformed())
     out = request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "after_bad"), masks)
     assert image_to_numpy(out)[0].shape == (8, 10)
-    expected = int(before["frames_rejected"]) + len(bad)
-    after = latest_values(ros, "/raw", lambda v: int(v["frames_rejected"]) >= expected)
-    assert int(after["frames_rejected"]) == expected
     log = ros.raw.proc.output()
     assert "rejected input frame" in log and "supported: rgb8" in log
+
+
+def random_bad_images(n: int, seed: int = 0) -> list[Image]:
+    """`n` Images with random header fields, every one invalid for `check_image`."""
+    rng = np.random.default_rng(seed)
+    encodings = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "", "bayer_rggb8",
+                 "RGB8", "mono16 "]
+    sizes = [0, 1, 2, 3, 7, 255, 65536, 2**31 - 1, 2**31, 2**32 - 1]
+    out = []
+    while len(out) < n:
+        msg = Image(encoding=str(rng.choice(encodings)), height=int(rng.choice(sizes)),
+                    width=int(rng.choice(sizes)), step=int(rng.choice(sizes)),
+                    is_bigendian=int(rng.integers(0, 2)))
+        msg.data = rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
+        try:
+            check_image(msg)
+        except ImageConversionError:
+            out.append(msg)
+    return out
+
+
+def test_random_malformed_headers_never_stop_the_node(ros, raw_io):
+    pub, masks = raw_io
+    before = settled_values(ros, "/raw")
+    bad = random_bad_images(150)
+    for msg in bad:
+        pub.publish(msg)
+        time.sleep(0.005)
+    out = request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "after_random"), masks)
+    assert image_to_numpy(out)[0].shape == (8, 10)
+    processed = int(before["frames_processed"]) + 1
+    after = latest_values(ros, "/raw", lambda v: int(v["frames_processed"]) >= processed)
+    received = int(after["frames_received"]) - int(before["frames_received"])
+    rejected = int(after["frames_rejected"]) - int(before["frames_rejected"])
+    good = received - rejected  # the good frame, perhaps resent by request()
+    # Best effort, depth 1: on a loaded machine some frames are lost in transport, but
+    # every bad one that arrived was rejected.
+    assert received >= 0.5 * len(bad)
+    assert 1 <= good <= 3
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -260,25 +335,21 @@ def test_compressed_input_and_corrupt_bytes(ros):
         "png truncated mid-IDAT": good_png[: len(good_png) // 2],
         "png declaring 60000x60000": huge_png,
     }
-    before = latest_values(ros, "/comp")
+    messages = {}
     for name, data in corrupt.items():
-        msg = CompressedImage(format="png")
-        msg.header.frame_id = name
-        msg.data = data
-        pub.publish(msg)
-        time.sleep(0.2)  # one at a time: the worker decodes each before the next arrives
-    assert ros.comp.proc.alive()
+        messages[name] = CompressedImage(format="png")
+        messages[name].header.frame_id = name
+        messages[name].data = data
+    reject_one_by_one(ros, ros.comp, pub, messages)
+    warned = latest_values(ros, "/comp", lambda v: v["_level"] == DiagnosticStatus.WARN)
+    assert "rejected" in warned["_message"]
     msg = stamped(rgb_to_compressed(rgb, "jpeg"), ros, "after_corrupt")
     request(pub, msg, masks)
-    expected = int(before["frames_rejected"]) + len(corrupt)
-    after = latest_values(ros, "/comp", lambda v: int(v["frames_rejected"]) >= expected)
-    assert int(after["frames_rejected"]) == expected
-    assert after["_level"] == DiagnosticStatus.WARN and "rejected" in after["_message"]
 
 
 def test_flood_keeps_latency_bounded_and_counts_drops(ros, raw_io):
     pub, masks = raw_io
-    before = latest_values(ros, "/raw")
+    before = settled_values(ros, "/raw")
     masks.clear()
     msg = numpy_to_image(rgb_frame(120, 160, seed=3), "rgb8")
     sent, start = 0, time.monotonic()
@@ -287,8 +358,6 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, raw_io):
         pub.publish(msg)
         sent += 1
     send_rate = sent / (time.monotonic() - start)
-    time.sleep(0.5)  # the last frame in the slot finishes
-    ros.diagnostics.clear()  # from here on, reports count the whole flood
     outputs = [(m, t) for m, t in masks.timed() if m.header.frame_id.startswith("flood_")]
     ages = [t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for m, t in outputs]
     assert ros.raw.proc.alive()
@@ -298,7 +367,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, raw_io):
     # every mask within a couple of inference times of its frame.
     assert max(ages) < 1.0, f"masks up to {max(ages):.2f} s old"
     received = int(before["frames_received"])
-    after = latest_values(ros, "/raw")
+    after = settled_values(ros, "/raw")  # the last frame in the slot has finished
     dropped = int(after["frames_dropped"]) - int(before["frames_dropped"])
     processed = int(after["frames_processed"]) - int(before["frames_processed"])
     got = int(after["frames_received"]) - received
