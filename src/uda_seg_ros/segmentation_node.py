@@ -363,6 +363,11 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A signal that lands while the executor builds its wait set surfaces as an
+        # RCLError ("context is not valid") instead of ExternalShutdownException.
+        if node.context.ok():
+            raise
     finally:
         node.close()
         node.destroy_node()
