@@ -105,3 +105,21 @@ def test_lambda_zero_equals_a_source_only_step():
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs")
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
+    from train_helpers import tiny_overrides, write_domains
+
+    from uda_seg_core.cli import main
+    from uda_seg_core.train.checkpoint import load_checkpoint
+
+    idda, camvid = write_domains(tmp_path, n=2)
+    overrides = tiny_overrides(tmp_path, idda, camvid, **{
+        "adapt.prune": "fixed", "adapt.prune_keep_masks": "true", "train.val_every": 100})
+    assert main(["adapt", *overrides]) == 0
+    run_dir = tmp_path / "runs" / "IDDA2CamVid_bisenet-r18_fcd_prune-fixed"
+    d_state = load_checkpoint(run_dir / "last.pt")["modules"]["discriminator"]
+    assert not any(k.endswith(("_orig", "_mask")) for k in d_state)  # dense tensors, loadable anywhere
+    weights = [v for k, v in d_state.items() if k.endswith("weight")]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert 0.19 <= zeros <= 0.21  # global 0.2, masks kept through both epochs

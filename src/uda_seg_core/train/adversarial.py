@@ -15,7 +15,8 @@ labelled source batch and one unlabelled target batch.
    TARGET_LABEL on detached predictions (eq. 2), so it never moves G.
 
 `adversarial_step` is the one step function for every discriminator (FCD, TFD, DWD,
-CPD). With lambda_adv = 0 its generator update is exactly a source-only step.
+CPD). With lambda_adv = 0 its generator update is exactly a source-only step (the
+parameters; BatchNorm running statistics also see the target images, as in AdaptSegNet).
 Optimisers: SGD (or Adam / RMSprop) for G, Adam (betas 0.9, 0.99) for D, poly decay per
 iteration for both. During-training pruning of D (`adapt.prune`) runs at the start of
 every epoch.
