@@ -113,11 +113,17 @@ def _bag_cli(*args: str) -> list[str]:
 
 def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
     """The labels topic doubles as the mask topic: every frame must match, at 100%."""
-    out = tmp_path / "live.json"
+    from ros_helpers import wait_for
+
+    out, ready = tmp_path / "live.json", tmp_path / "ready"
     evaluator = NodeProcess.start(_bag_cli("evaluate", "--mask-topic", "/camera/labels", "--expect", "5",
-                                           "--timeout", "40", "--out", str(out)),
+                                           "--timeout", "40", "--out", str(out),
+                                           "--ready-file", str(ready)),
                                   tmp_path / "eval.log")
     try:
+        # Its mask subscription alone (same topic) would satisfy the player's wait for a
+        # subscriber; the ready file says the labels subscription exists too.
+        wait_for(ready.exists, timeout=40, message="the evaluator's ready file")
         play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--rate", "2",
                                        "--topics", "/camera/labels", "--wait-subscribers", "30"),
                               check=False, env=ros_env(), capture_output=True, text=True, timeout=60)

@@ -12,7 +12,9 @@ A mask must have the label's size: the node's default `output_size: input` resiz
 mask back to the image size; a mask of another size is counted as `size_mismatch` and
 left out rather than resampled, so the live figure is the one `uda-seg evaluate` gives.
 
-It stops when --expect frames were matched, when nothing arrived for --idle seconds
+It subscribes to the labels only once the mask topic has a publisher, so a player that
+waits for a labels subscriber (`uda-seg-bag play` does) starts when no mask can be
+lost any more. It stops when --expect frames were matched, when nothing arrived for --idle seconds
 after the first message, or after --timeout seconds, and prints (and with --out writes
 as JSON) mIoU, pixel accuracy, per-class IoU, frames matched / missed, and the
 end-to-end latency it observed (mask arrival - header stamp, meaningful when the player
@@ -31,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 MAX_PENDING = 512  # unmatched frames kept per side; older ones count as missed
+# After the mask publisher is discovered, time for the DDS match with our reader.
+DISCOVERY_SETTLE_S = 0.5
 # An end-to-end latency above this is a stamp from another clock (e.g. --no-restamp).
 PLAUSIBLE_LATENCY_S = 60.0
 
@@ -183,6 +187,22 @@ def mask_qos(kind: str):
     return QoSProfile(depth=100, reliability=reliability)
 
 
+def wait_for_mask_publisher(node, executor, topic: str, timeout: float, log) -> bool:
+    """Spin until `topic` has a publisher (the node), then a little longer so the match
+    with our subscription is complete; False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while node.count_publishers(topic) == 0:
+        if time.monotonic() > deadline:
+            log(f"evaluate: no publisher on {topic} after {timeout:g} s (is the node running, "
+                f"and is --mask-topic its segmentation/class_mask?)")
+            return False
+        executor.spin_once(timeout_sec=0.05)
+    settle = time.monotonic() + DISCOVERY_SETTLE_S
+    while time.monotonic() < settle:
+        executor.spin_once(timeout_sec=0.05)
+    return True
+
+
 def evaluate_live(labels_topic: str = "/camera/labels",
                   mask_topic: str = "segmentation/class_mask", *, timeout: float = 120.0,
                   idle: float = 5.0, expect: int = 0, mask_qos_kind: str = "reliable",
@@ -231,16 +251,19 @@ def evaluate_live(labels_topic: str = "/camera/labels",
 
     rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_live_eval")
-    # The player publishes labels reliably with depth 32; a deep reliable queue here
-    # means no label is lost while a mask is being scored.
-    node.create_subscription(Image, labels_topic, on_label, QoSProfile(depth=100))
     node.create_subscription(Image, mask_topic, on_mask, mask_qos(mask_qos_kind))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    start = time.monotonic()
     try:
+        if node.resolve_topic_name(mask_topic) != node.resolve_topic_name(labels_topic):
+            wait_for_mask_publisher(node, executor, mask_topic, timeout, log)
+        # Subscribed to the labels only now: a player that waits for a labels subscriber
+        # (`uda-seg-bag play` does) then cannot start before the masks can arrive here.
+        # Reliable with a deep queue: no label is lost while a mask is being scored.
+        node.create_subscription(Image, labels_topic, on_label, QoSProfile(depth=100))
         if ready_file:
             Path(ready_file).write_text("ready\n")
-        start = time.monotonic()
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
             now = time.monotonic()
