@@ -61,7 +61,7 @@ class DemoSettings:
     adapt_iters: int = 300  # adaptation iterations (one source + one target batch each)
     batch_size: int = 4
     unstructured: float = 0.3  # global L1 sparsity of the post-training unstructured pruning
-    structured: float = 0.3  # fraction of channels removed
+    structured: float = 0.2  # fraction of channels removed (0.3 cost ~6 mIoU points here)
     finetune_iters: int = 60
     fps: float = 30.0
     realtime: bool = True
