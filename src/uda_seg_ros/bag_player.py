@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uda_seg_ros.bag import COMPRESSED_TOPIC, IMAGE_TOPIC, BagError
+from uda_seg_ros.bag import COMPRESSED_TYPE, IMAGE_TYPE, LABELS_TOPIC, BagError
 
 SETTLE_S = 0.5  # after subscribers appear, discovery of their own publishers may lag
 
@@ -153,7 +153,9 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
         connections = [c for c in reader.connections if not topics or c.topic in topics]
     if not connections:
         raise BagError(f"{bag}: none of the topics {topics} is in the bag")
-    image_topics = {c.topic for c in connections if c.topic in (IMAGE_TOPIC, COMPRESSED_TOPIC)}
+    # The camera stream: every image topic but the ground truth (what --pace-on waits after).
+    image_topics = {c.topic for c in connections
+                    if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE) and c.topic != LABELS_TOPIC}
 
     rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_bag_player")

@@ -13,13 +13,14 @@ mask back to the image size; a mask of another size is counted as `size_mismatch
 left out rather than resampled, so the live figure is the one `uda-seg evaluate` gives.
 
 It subscribes to the labels only once the mask topic has a publisher, so a player that
-waits for a labels subscriber (`uda-seg-bag play` does) starts when no mask can be
-lost any more. It stops when --expect frames were matched, when nothing arrived for --idle seconds
-after the first message, or after --timeout seconds, and prints (and with --out writes
-as JSON) mIoU, pixel accuracy, per-class IoU, frames matched / missed, and the
-end-to-end latency it observed (mask arrival - header stamp, meaningful when the player
-restamps to the current time). --node-stats merges the node's own latency summary (the
-JSON its `stats_file` parameter writes at shutdown) when that file exists.
+waits for a labels subscriber (`uda-seg-bag play` does) starts when no mask can be lost
+to discovery any more. It stops when --expect frames were matched, when nothing arrived
+for --idle seconds after the first message, after --timeout seconds, or on Ctrl-C, and
+prints (and with --out writes as JSON) mIoU, pixel accuracy, per-class IoU, frames
+matched / missed, and the end-to-end latency it observed (mask arrival - header stamp,
+meaningful when the player restamps to the current time). --node-stats merges the
+node's own latency summary (the JSON its `stats_file` parameter writes at shutdown)
+when that file exists.
 """
 from __future__ import annotations
 
