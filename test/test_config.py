@@ -1,7 +1,14 @@
 """The config tree is strict: unknown keys and wrong types fail, naming the key."""
 import pytest
 
-from uda_seg_core.config import Config, ConfigError, from_dict, load_config, parse_override, to_dict
+from uda_seg_core.config import (
+    Config,
+    ConfigError,
+    from_dict,
+    load_config,
+    parse_override,
+    to_dict,
+)
 
 
 def test_defaults_follow_the_paper():
