@@ -149,7 +149,7 @@ def test_reproduce_end_to_end_on_tiny_data_then_skips_what_is_done(tmp_path, mon
             "adapt.d_width=8", "optimise.sparsities=[0.0,0.5]", "adapt.prune_rate=0.25"]
     assert main(argv) == 0
     first = capsys.readouterr().out
-    assert "2 training runs" in first and "(wall clock)" in first
+    assert "2 training runs" in first and "(wall clock)" in first and "of CPU time" in first
     for name in ("table1_fcd", "table2_incremental_pruning"):
         doc = json.loads((out / name / "metrics.json").read_text())
         assert doc["test"]["accuracy"] is not None and doc["iteration"] == doc["max_iters"]
@@ -158,7 +158,8 @@ def test_reproduce_end_to_end_on_tiny_data_then_skips_what_is_done(tmp_path, mon
     report = (out / "report.md").read_text()
     assert "fig5_qualitative.png" in report and "BiSeNet+FCD | 0." in report
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["total_seconds"] > 0 and plan["experiments"]["table1_fcd"]["state"] == "done"
+    assert plan["total_seconds"] > 0 and plan["cpu_seconds"] > 0
+    assert plan["experiments"]["table1_fcd"]["state"] == "done"
 
     sweep_time = (sweep / "sweep.json").stat().st_mtime
     assert main([*argv, "--skip-report"]) == 0

@@ -347,9 +347,9 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
     adapted = runs.get(FIG5_ADAPTED)
     if adapted is None or not (adapted.dir / "config.yaml").is_file():
         return None
-    columns = [(f"before adaptation ({FIG5_BEFORE})", runs.get(FIG5_BEFORE)),
-               (f"adapted ({FIG5_ADAPTED})", adapted),
-               (f"adapted + optimised ({PTP_EXPERIMENT}, PTP {sparsity:.2f})", runs.get(PTP_EXPERIMENT))]
+    columns = [(f"before adaptation\n{FIG5_BEFORE}", runs.get(FIG5_BEFORE)),
+               (f"adapted\n{FIG5_ADAPTED}", adapted),
+               (f"adapted + optimised\n{PTP_EXPERIMENT}, PTP {sparsity:.2f}", runs.get(PTP_EXPERIMENT))]
     models = []
     for title, run in columns:
         model = _load_for_figure(run)
@@ -419,8 +419,10 @@ def describe_profile(runs_dir: Path, runs: dict[str, Run]) -> list[str]:
     lines = [(f"Profile: **{plan.get('profile', 'unknown (no plan.json)')}**; backbones {', '.join(backbones)}; "
              f"crops {', '.join(crops)}; epochs {', '.join(str(e) for e in epochs)}; devices {', '.join(devices)}.")]
     if plan.get("seconds_before_report") is not None:
-        lines.append(f"`uda-seg reproduce` took {plan['seconds_before_report'] / 60:.1f} minutes (wall clock) "
-                     f"for the training runs and the sweep, before this report.")
+        cpu = plan.get("cpu_seconds_before_report")
+        lines.append(f"`uda-seg reproduce` took {plan['seconds_before_report'] / 60:.1f} minutes (wall clock"
+                     + (f"; {cpu / 60:.1f} minutes of CPU time" if cpu else "")
+                     + ") for the training runs and the sweep, before this report.")
     return lines
 
 
