@@ -31,7 +31,7 @@ def report(tmp_path_factory):
     ckpt = save_checkpoint(root / "tiny.pt", BiSeNet(12, "resnet18").eval(), Config())
     out = root / "out"
     code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(ckpt), "--data", str(root),
-                 "--repeats", "2", "--warmup", "0", "--threads", "1", "--calibration-frames", "2",
+                 "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1", "--calibration-frames", "2",
                  "--gemm-sizes", "128,256", "--out", str(out)])
     assert code == 0
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
@@ -86,12 +86,23 @@ def test_checks_apply_the_issue_targets():
     assert result[3]["value"] == "0.61x eager, loss 0.50 pt"
 
 
-def test_interleaving_runs_every_case_each_repeat():
+def test_interleaving_runs_every_case_each_round_in_random_order():
     calls = []
-    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3,
-                          warmup=1, progress=False)
-    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
-    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3}
+    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=8,
+                          warmup=1, progress=False, gap_s=0.0)
+    assert calls[:2] == ["a", "b"]  # warm-up, in order
+    rounds = [tuple(calls[i:i + 2]) for i in range(2, len(calls), 2)]
+    assert all(sorted(r) == ["a", "b"] for r in rounds)  # each round runs each case once
+    assert len(set(rounds)) == 2  # and the order changes between rounds
+    assert {k: len(v) for k, v in samples.items()} == {"a": 8, "b": 8}
+
+
+def test_slow_cases_get_fewer_repeats_within_the_budget():
+    import time
+
+    samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, repeats=10, warmup=1,
+                          progress=False, gap_s=0.0, budget_s=0.05, min_repeats=3)
+    assert len(samples["fast"]) == 10 and len(samples["slow"]) == 3
 
 
 def test_resolution_parsing():

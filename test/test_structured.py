@@ -83,6 +83,14 @@ def test_pruned_checkpoint_round_trips_through_load_model_and_segmenter(tmp_path
     np.testing.assert_array_equal(seg.segment(rgb), expected.astype(np.uint8))
 
 
+def test_distillation_loss_is_zero_for_the_teacher_itself():
+    from uda_seg_core.optimize.structured import distillation_loss
+
+    logits = torch.randn(2, 12, 4, 5)
+    assert distillation_loss(logits, logits).abs().item() < 1e-6
+    assert distillation_loss(torch.zeros_like(logits), logits).item() > 0.01
+
+
 def test_bad_requests_are_errors():
     with pytest.raises(StructuredPruningError, match=r"\[0, 1\)"):
         prune_channels(tiny_model(), 1.0)
@@ -106,13 +114,13 @@ def trained(tmp_path_factory):
     return root, idda, camvid, path
 
 
-@pytest.mark.parametrize("method", ["supervised", "adversarial"])
-def test_command_prunes_finetunes_and_evaluates(trained, method, tmp_path):
+@pytest.mark.parametrize("method,distill", [("supervised", 0.0), ("adversarial", 0.0), ("supervised", 1.0)])
+def test_command_prunes_finetunes_and_evaluates(trained, method, distill, tmp_path):
     base = trained[-1]
     out = tmp_path / f"pruned_{method}.pt"
     code = main(["prune-structured", "--checkpoint", str(base), "--ratio", "0.3", "--finetune-iters", "2",
-                 "--finetune-method", method, "--evaluate", "--device", "cpu", "--out", str(out),
-                 "adapt.d_width=8"])
+                 "--finetune-method", method, "--distill", str(distill), "--evaluate", "--device", "cpu",
+                 "--out", str(out), "adapt.d_width=8"])
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["after_pruning"]["macs"] < summary["before"]["macs"]
@@ -121,7 +129,9 @@ def test_command_prunes_finetunes_and_evaluates(trained, method, tmp_path):
         block = summary[part]["target_test"]
         assert 0.0 <= block["accuracy"] <= 1.0 and block["pixels"] == 4 * H * W
     ckpt = load_checkpoint(out)
-    assert ckpt["pruning"]["finetune"]["method"] == method and ckpt["pruning"]["finetune"]["iters"] == 2
+    finetuned = ckpt["pruning"]["finetune"]
+    assert finetuned["method"] == method and finetuned["iters"] == 2 and finetuned["distill"] == distill
+    assert ("distill" in finetuned["final_losses"]) == (distill > 0)
     assert ckpt["config"]["optimise"]["structured_ratio"] == 0.3
     model, _ = load_model(out)
     assert count_parameters(model) == summary["after_pruning"]["params"]

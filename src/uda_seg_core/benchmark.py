@@ -14,12 +14,14 @@ Rows, for each resolution (batch 1, argmax inside every graph, uint8 ids out):
 - torchvision's LRASPP-MobileNetV3-Large, DeepLabV3-MobileNetV3-Large and FCN-ResNet50
   with 12 classes and random weights (what a user would pick instead; speed only).
 
-Columns: latency p50/p90 (wall clock) and p50 process CPU time, throughput (1 / p50),
+Columns: latency p50/p90 (wall clock) and p50 process CPU time (which counts spinning
+worker threads too, but not time lost to other processes), throughput (1 / p50),
 multiply-accumulates (torch's operator FLOP counter: convolutions and matmuls), parameters,
 achieved GFLOP/s (2 x MACs / p50) and its fraction of the GEMM row, and the mIoU on the
-target test split (needs --checkpoint and data). All cases run interleaved, every
-repeat runs every case once in rotating order, so a change in machine load hits them
-alike and the ratios hold even on a shared machine. PyTorch and ONNX Runtime both use
+target test split (needs --checkpoint and data). All cases run interleaved: every round
+runs every case once in a random order with a short pause between cases, so a change in
+machine load hits them alike and the ratios hold better on a shared machine (slow cases
+get fewer repeats, --case-budget). PyTorch and ONNX Runtime both use
 `--threads` threads (default: every core this process may use).
 
 Writes OUT/benchmark.json and OUT/benchmark.md (tables plus the issue's checks).
@@ -110,21 +112,35 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                progress: bool = True) -> dict[str, list[tuple[float, float]]]:
-    """Every repeat runs every case once, starting at a rotating position."""
-    for fn in runners.values():
+                progress: bool = True, gap_s: float = 0.05, budget_s: float = 0.0, min_repeats: int = 3,
+                seed: int = 0) -> dict[str, list[tuple[float, float]]]:
+    """Every round runs every case (still short of its repeats) once, in a fresh random order.
+
+    Random order, not a rotation: a rotation keeps each case behind the same neighbour,
+    and a neighbour's worker threads still spinning after its run (ONNX Runtime's pool,
+    OpenMP) would always slow the same case. `gap_s` of sleep between cases lets those
+    threads go idle. With `budget_s`, a case whose warm-up run took long gets fewer
+    repeats (at least `min_repeats`), so a slow alternative does not stretch the run.
+    """
+    target = dict.fromkeys(runners, repeats)
+    for name, fn in runners.items():
         for _ in range(warmup):
-            fn()
+            first = timed(fn)[0]
+            time.sleep(gap_s)
+        if warmup and budget_s > 0:
+            target[name] = max(min(repeats, min_repeats), min(repeats, int(budget_s / max(first, 1e-9))))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
-    names = list(runners)
+    rng = np.random.default_rng(seed)
     rounds = range(repeats)
     if progress:
         from tqdm import tqdm
 
         rounds = tqdm(rounds, desc="repeats", dynamic_ncols=True, leave=False)
-    for r in rounds:
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            samples[name].append(timed(runners[name]))
+    for _ in rounds:
+        names = [n for n in runners if len(samples[n]) < target[n]]
+        for i in rng.permutation(len(names)):
+            samples[names[i]].append(timed(runners[names[i]]))
+            time.sleep(gap_s)
     return samples
 
 
@@ -466,8 +482,8 @@ def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
         "",
         (f"{m['cpu']}, {m['cores']} cores usable, **{doc['threads']} threads** (torch.set_num_threads and "
          f"ONNX Runtime intra_op_num_threads), torch {doc['versions']['torch']}, onnxruntime "
-         f"{doc['versions']['onnxruntime']}, batch 1, {doc['repeats']} interleaved repeats after "
-         f"{doc['warmup']} warm-up; load average at start {m['loadavg_start']}, at end {m['loadavg_end']}."),
+         f"{doc['versions']['onnxruntime']}, batch 1, up to {doc['repeats']} interleaved repeats in random "
+         f"order after {doc['warmup']} warm-up (slow cases fewer, at least 3); load average at start {m['loadavg_start']}, at end {m['loadavg_end']}."),
         (f"Base model: {doc['info']['base_checkpoint']}. mIoU: 11 named classes on "
          f"{doc['miou_data'] or '- (no --checkpoint or no data)'}."),
         ("GEMM peak scan (fp32 torch.mm, best of 3): "
@@ -514,6 +530,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of every case")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of every case first")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every usable core)")
+    parser.add_argument("--case-budget", type=float, default=20.0,
+                        help="seconds of timed runs per case and resolution; slower cases get fewer "
+                             "repeats, at least 3 (0 = always --repeats)")
+    parser.add_argument("--gap-ms", type=float, default=50.0,
+                        help="pause between cases so the previous case's worker threads stop spinning")
     parser.add_argument("--no-alternatives", action="store_true", help="skip the torchvision models")
     parser.add_argument("--gemm-sizes", default=",".join(map(str, GEMM_SIZES)),
                         help="square torch.mm sizes scanned for the fp32 peak")
@@ -556,7 +577,8 @@ def run(args: argparse.Namespace) -> int:
             label = f"{size[0]}x{size[1]}"
             log.info("timing %d cases at %s (%d repeats)", len(cases) + 1, label, args.repeats)
             runners = {c.name: c.make_runner(size) for c in [gemm_case, *cases]}
-            samples = interleaved(runners, args.repeats, args.warmup, progress)
+            samples = interleaved(runners, args.repeats, args.warmup, progress, gap_s=args.gap_ms / 1e3,
+                                  budget_s=args.case_budget)
             gemm_row = summarise(gemm_case, samples[gemm_case.name], size, None)
             rows = [gemm_row] + [summarise(c, samples[c.name], size, gemm_row["gflops"]) for c in cases]
             gemm_row["fraction_of_gemm_peak"] = 1.0
