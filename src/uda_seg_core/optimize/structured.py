@@ -186,7 +186,7 @@ def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.opt
     (loss + weight * kd).backward()
     optimizer.step()
     out = {name: float(value) for name, value in parts.items()}
-    out["distill"] = float(kd)
+    out["distill"] = float(kd.detach())
     return out
 
 
