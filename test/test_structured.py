@@ -150,3 +150,17 @@ def test_command_reports_bad_ratio(trained, tmp_path, capsys):
 def test_overrides_are_strict(trained, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key"):
         prune_checkpoint(trained[-1], tmp_path / "y.pt", ratio=0.3, overrides=["train.lrr=0.1"])
+
+
+def test_iterative_pruning_reaches_the_same_ratio(trained, tmp_path):
+    base = trained[-1]
+    one = prune_checkpoint(base, tmp_path / "one.pt", ratio=0.4, scope="layer", progress=False)
+    two = prune_checkpoint(base, tmp_path / "two.pt", ratio=0.4, scope="layer", steps=2, finetune_iters=3,
+                           device="cpu", progress=False)
+    assert two["pruning"]["steps"] == 2 and two["pruning"]["finetune"]["steps"] == 2
+    assert two["pruning"]["finetune"]["iters"] == 3
+    # Two cuts of 1 - sqrt(0.6) of what is left remove about as much as one cut of 0.4
+    # (channel counts are rounded to multiples of 8 at each step).
+    ratio = two["after_pruning"]["params"] / one["after_pruning"]["params"]
+    assert 0.85 < ratio < 1.15
+    assert load_model(tmp_path / "two.pt")[0].eval()(x()).shape == (1, 12, H, W)

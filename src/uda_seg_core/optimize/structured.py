@@ -22,6 +22,9 @@ Channels are ranked by group magnitude (L2 norm over all coupled weights, by def
   each ranked on their own, with `--group-ratios name=r,...` and `--ratio` for the rest.
 Channel counts are rounded to multiples of `--round-to` (8 by default: AVX2 holds 8 floats).
 
+`--steps K` prunes iteratively: K rounds, each removing the same share of the channels
+left and followed by N/K fine-tune iterations (gentler than one cut when N > 0).
+
 The optional fine-tune (`--finetune-iters N`) trains the pruned network for N iterations
 on the checkpoint's data config (dotted overrides after the flags change it) with the
 training engineer's step functions: 'supervised' (source labels, eq. 4) or 'adversarial'
@@ -152,6 +155,11 @@ def prune_channels(model: nn.Module, ratio: float, *, scope: str = "global",
     return {"method": "structured-channel", "tool": f"torch-pruning {tp.__version__}", "ratio": ratio,
             "scope": scope, "group_ratios": group_ratios, "importance": importance, "round_to": round_to,
             "max_layer_ratio": max_layer_ratio}
+
+
+def step_fraction(ratio: float, steps: int) -> float:
+    """The fraction to remove at each of `steps` steps so that (1 - ratio) remains."""
+    return 1.0 - (1.0 - ratio) ** (1.0 / steps)
 
 
 def complexity(model: nn.Module, size: Sequence[int]) -> dict:
@@ -299,6 +307,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: adversarial when the checkpoint holds a discriminator, else supervised")
     parser.add_argument("--finetune-lr", type=float, default=None,
                         help="initial learning rate of the fine-tune (default: train.lr / 10)")
+    parser.add_argument("--steps", type=int, default=1,
+                        help="prune in this many steps, each followed by its share of the fine-tune")
     parser.add_argument("--distill", type=float, default=0.0,
                         help="weight of distillation from the unpruned network during the supervised fine-tune")
     parser.add_argument("--evaluate", action="store_true",
@@ -313,7 +323,7 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float, s
                      group_ratios: dict[str, float] | None = None, importance: str = "l2",
                      round_to: int | None = 8, max_layer_ratio: float = 0.9, finetune_iters: int = 0,
                      finetune_method: str = "auto", finetune_lr: float | None = None,
-                     distill: float = 0.0, evaluate: bool = False, device: str = "auto", overrides: Sequence[str] = (),
+                     distill: float = 0.0, steps: int = 1, evaluate: bool = False, device: str = "auto", overrides: Sequence[str] = (),
                      progress: bool = True) -> dict:
     """Load, prune, optionally fine-tune and evaluate, save; returns the summary (also written
     beside `out` as JSON)."""
@@ -332,21 +342,33 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float, s
         summary["before"]["target_test"] = evaluate_on_target(model, cfg, device)
     model.cpu()
     teacher = copy.deepcopy(model) if distill > 0 and finetune_iters > 0 else None
-    pruning = prune_channels(model, ratio, scope=scope, group_ratios=group_ratios, importance=importance,
-                             round_to=round_to or None, max_layer_ratio=max_layer_ratio)
-    summary["after_pruning"] = complexity(model, size)
-    if evaluate:
-        summary["after_pruning"]["target_test"] = evaluate_on_target(model, cfg, device)
-    if finetune_iters > 0:
-        disc_state = (ckpt.get("modules") or {}).get("discriminator")
-        method = finetune_method
-        if method == "auto":
-            method = "adversarial" if disc_state is not None and distill <= 0 else "supervised"
-        lr = finetune_lr if finetune_lr is not None else cfg.train.lr / 10
-        pruning["finetune"] = finetune(model, cfg, finetune_iters, method=method,
-                                       discriminator_state=disc_state if method == "adversarial" else None,
-                                       device=device, lr=lr, teacher=teacher, distill=distill,
-                                       progress=progress)
+    steps = max(1, int(steps))
+    method = finetune_method
+    disc_state = (ckpt.get("modules") or {}).get("discriminator")
+    if method == "auto":
+        method = "adversarial" if disc_state is not None and distill <= 0 else "supervised"
+    lr = finetune_lr if finetune_lr is not None else cfg.train.lr / 10
+    rounds = []
+    for step in range(steps):
+        # Each step removes the same fraction of what is left, so `steps` of them leave
+        # (1 - ratio) of the channels, as one step of `ratio` would.
+        pruning = prune_channels(model, step_fraction(ratio, steps), scope=scope,
+                                 group_ratios={k: step_fraction(v, steps) for k, v in (group_ratios or {}).items()},
+                                 importance=importance, round_to=round_to or None,
+                                 max_layer_ratio=max_layer_ratio)
+        if step == steps - 1:
+            summary["after_pruning"] = complexity(model, size)
+            if evaluate:
+                summary["after_pruning"]["target_test"] = evaluate_on_target(model, cfg, device)
+        iters = finetune_iters // steps + (1 if step < finetune_iters % steps else 0)
+        if iters > 0:
+            rounds.append(finetune(model, cfg, iters, method=method,
+                                   discriminator_state=disc_state if method == "adversarial" else None,
+                                   device=device, lr=lr, teacher=teacher, distill=distill, progress=progress))
+    pruning.update(ratio=float(ratio), group_ratios=dict(group_ratios or {}), steps=steps)
+    if rounds:
+        pruning["finetune"] = {**rounds[-1], "iters": sum(r["iters"] for r in rounds),
+                               "seconds": sum(r["seconds"] for r in rounds), "steps": len(rounds)}
         if evaluate:
             summary["after_finetune"] = {"target_test": evaluate_on_target(model, cfg, device)}
     model.cpu().eval()
@@ -382,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
             group_ratios=parse_group_ratios(args.group_ratios), importance=args.importance,
             round_to=args.round_to, max_layer_ratio=args.max_layer_ratio, finetune_iters=args.finetune_iters,
             finetune_method=args.finetune_method, finetune_lr=args.finetune_lr, distill=args.distill,
-            evaluate=args.evaluate,
+            steps=args.steps, evaluate=args.evaluate,
             device=args.device, overrides=args.overrides,
         )
     except (StructuredPruningError, ConfigError, CheckpointError, DatasetFormatError) as exc:
