@@ -22,6 +22,11 @@ Channels are ranked by group magnitude (L2 norm over all coupled weights, by def
   each ranked on their own, with `--group-ratios name=r,...` and `--ratio` for the rest.
 Channel counts are rounded to multiples of `--round-to` (8 by default: AVX2 holds 8 floats).
 
+After each cut the BatchNorm statistics are re-estimated on `--bn-batches` source batches
+(no weights change): the stored statistics no longer describe the thinner layers' inputs,
+and without this the pruned network's output collapses (mIoU 33.6 -> 3.4 % at ratio 0.3
+on the synthetic target; 14.4 % with fresh statistics, before any fine-tune).
+
 `--steps K` prunes iteratively: K rounds, each removing the same share of the channels
 left and followed by N/K fine-tune iterations (gentler than one cut when N > 0).
 
@@ -279,6 +284,38 @@ def finetune(model: nn.Module, cfg, iters: int, *, method: str = "supervised",
             "seconds": time.perf_counter() - started, "final_losses": mean}
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, cfg, batches: int, device: str = "auto") -> int:
+    """Re-estimate every BatchNorm's running statistics on `batches` source batches.
+
+    Removing channels changes what each following layer receives, so the stored means
+    and variances no longer describe it and the pruned network's output collapses; fresh
+    statistics (a cumulative average over the batches, no weight changes) bring much of
+    it back before any fine-tune. Returns the number of layers re-estimated.
+    """
+    from uda_seg_core.train.loop import DistInfo, resolve_device, to_device
+    from uda_seg_core.train.supervised import source_loader
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if batches <= 0 or not norms:
+        return 0
+    dev = resolve_device(device)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.to(dev).train()
+    source = source_loader(cfg, DistInfo())
+    try:
+        for _ in range(batches):
+            model(to_device(source.next(), dev)["image"], aux_mode="train")  # aux heads' BNs too
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
 def evaluate_on_target(model: nn.Module, cfg, device: str = "auto", split: str | None = None) -> dict:
     """mIoU of `model` on the target test split of `cfg` (the number the issue checks)."""
     from uda_seg_core.evaluate import evaluate_model
@@ -307,6 +344,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: adversarial when the checkpoint holds a discriminator, else supervised")
     parser.add_argument("--finetune-lr", type=float, default=None,
                         help="initial learning rate of the fine-tune (default: train.lr / 10)")
+    parser.add_argument("--bn-batches", type=int, default=25,
+                        help="source batches to re-estimate BatchNorm statistics on after pruning (0 = off)")
     parser.add_argument("--steps", type=int, default=1,
                         help="prune in this many steps, each followed by its share of the fine-tune")
     parser.add_argument("--distill", type=float, default=0.0,
@@ -323,7 +362,7 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float, s
                      group_ratios: dict[str, float] | None = None, importance: str = "l2",
                      round_to: int | None = 8, max_layer_ratio: float = 0.9, finetune_iters: int = 0,
                      finetune_method: str = "auto", finetune_lr: float | None = None,
-                     distill: float = 0.0, steps: int = 1, evaluate: bool = False, device: str = "auto", overrides: Sequence[str] = (),
+                     distill: float = 0.0, steps: int = 1, bn_batches: int = 25, evaluate: bool = False, device: str = "auto", overrides: Sequence[str] = (),
                      progress: bool = True) -> dict:
     """Load, prune, optionally fine-tune and evaluate, save; returns the summary (also written
     beside `out` as JSON)."""
@@ -356,6 +395,8 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float, s
                                  group_ratios={k: step_fraction(v, steps) for k, v in (group_ratios or {}).items()},
                                  importance=importance, round_to=round_to or None,
                                  max_layer_ratio=max_layer_ratio)
+        if bn_batches > 0:
+            recalibrate_batchnorm(model, cfg, bn_batches, device)
         if step == steps - 1:
             summary["after_pruning"] = complexity(model, size)
             if evaluate:
@@ -365,7 +406,8 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float, s
             rounds.append(finetune(model, cfg, iters, method=method,
                                    discriminator_state=disc_state if method == "adversarial" else None,
                                    device=device, lr=lr, teacher=teacher, distill=distill, progress=progress))
-    pruning.update(ratio=float(ratio), group_ratios=dict(group_ratios or {}), steps=steps)
+    pruning.update(ratio=float(ratio), group_ratios=dict(group_ratios or {}), steps=steps,
+                   bn_batches=int(bn_batches))
     if rounds:
         pruning["finetune"] = {**rounds[-1], "iters": sum(r["iters"] for r in rounds),
                                "seconds": sum(r["seconds"] for r in rounds), "steps": len(rounds)}
@@ -404,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
             group_ratios=parse_group_ratios(args.group_ratios), importance=args.importance,
             round_to=args.round_to, max_layer_ratio=args.max_layer_ratio, finetune_iters=args.finetune_iters,
             finetune_method=args.finetune_method, finetune_lr=args.finetune_lr, distill=args.distill,
-            steps=args.steps, evaluate=args.evaluate,
+            steps=args.steps, bn_batches=args.bn_batches, evaluate=args.evaluate,
             device=args.device, overrides=args.overrides,
         )
     except (StructuredPruningError, ConfigError, CheckpointError, DatasetFormatError) as exc:
