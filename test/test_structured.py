@@ -164,3 +164,20 @@ def test_iterative_pruning_reaches_the_same_ratio(trained, tmp_path):
     ratio = two["after_pruning"]["params"] / one["after_pruning"]["params"]
     assert 0.85 < ratio < 1.15
     assert load_model(tmp_path / "two.pt")[0].eval()(x()).shape == (1, 12, H, W)
+
+
+def test_batchnorm_recalibration_replaces_stale_statistics(trained):
+    from uda_seg_core.config import from_dict
+    from uda_seg_core.optimize.structured import recalibrate_batchnorm
+
+    cfg = from_dict(load_checkpoint(trained[-1])["config"])
+    model = tiny_model(3)
+    bn = model.spatial_path[0][1]
+    bn.running_mean.fill_(100.0)  # stale: nothing like what the layer now receives
+    weights = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("weight")}
+    assert recalibrate_batchnorm(model, cfg, batches=2, device="cpu") > 0
+    assert bn.running_mean.abs().max() < 10 and bn.momentum == 0.1 and not model.training
+    assert int(bn.num_batches_tracked) == 2
+    for k, v in model.state_dict().items():  # statistics only: no weight moved
+        if k in weights:
+            torch.testing.assert_close(v, weights[k])
