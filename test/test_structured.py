@@ -181,3 +181,11 @@ def test_batchnorm_recalibration_replaces_stale_statistics(trained):
     for k, v in model.state_dict().items():  # statistics only: no weight moved
         if k in weights:
             torch.testing.assert_close(v, weights[k])
+
+
+def test_missing_source_data_names_the_fix(trained, tmp_path, capsys):
+    code = main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3", "--out",
+                 str(tmp_path / "z.pt"), f"data.source_root={tmp_path / 'nowhere'}"])
+    assert code == 2 and "--bn-batches 0" in capsys.readouterr().err
+    assert main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3", "--bn-batches", "0",
+                 "--out", str(tmp_path / "z.pt"), f"data.source_root={tmp_path / 'nowhere'}"]) == 0

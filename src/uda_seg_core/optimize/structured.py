@@ -299,13 +299,21 @@ def recalibrate_batchnorm(model: nn.Module, cfg, batches: int, device: str = "au
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if batches <= 0 or not norms:
         return 0
+    from uda_seg_core.data import DatasetFormatError
+
     dev = resolve_device(device)
+    try:
+        source = source_loader(cfg, DistInfo())
+    except DatasetFormatError as exc:
+        raise DatasetFormatError(
+            f"re-estimating BatchNorm statistics after pruning needs the source images: {exc}. Point "
+            f"data.source_root=... (and data.source_format) at them, or pass --bn-batches 0 to skip"
+        ) from exc
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
     model.to(dev).train()
-    source = source_loader(cfg, DistInfo())
     try:
         for _ in range(batches):
             model(to_device(source.next(), dev)["image"], aux_mode="train")  # aux heads' BNs too
