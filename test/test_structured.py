@@ -178,6 +178,9 @@ def test_batchnorm_recalibration_replaces_stale_statistics(trained):
     assert recalibrate_batchnorm(model, cfg, batches=2, device="cpu") > 0
     assert bn.running_mean.abs().max() < 10 and bn.momentum == 0.1 and not model.training
     assert int(bn.num_batches_tracked) == 2
+    # An adapted network's statistics come from both domains: alternate target batches in.
+    assert recalibrate_batchnorm(model, cfg, batches=3, device="cpu", with_target=True) > 0
+    assert int(bn.num_batches_tracked) == 3
     for k, v in model.state_dict().items():  # statistics only: no weight moved
         if k in weights:
             torch.testing.assert_close(v, weights[k])
