@@ -156,16 +156,21 @@ def save_prediction_figure(rows: list[dict], path: str | Path, title: str = "") 
     return path
 
 
-def add_arguments(parser) -> None:
+def add_checkpoint_dataset_arguments(parser) -> None:
+    """The options every command that measures a checkpoint on a labelled split shares."""
     parser.add_argument("--checkpoint", required=True, help="a .pt written by uda-seg train/adapt")
-    parser.add_argument("--data", required=True, help="dataset folder (e.g. data/synthetic/camvid)")
+    parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. data/synthetic/camvid)")
     parser.add_argument("--format", default="camvid", choices=("camvid", "camvid_segnet", "idda"),
                         help="dataset layout (default: camvid)")
-    parser.add_argument("--split", default="test", help="split to measure (default: test)")
+    parser.add_argument("--split", default="test", help="split to measure: test or val (default: test)")
     parser.add_argument("--eval-size", nargs=2, type=int, metavar=("H", "W"),
                         help="resize images to H W first (default: the checkpoint's data.eval_size)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def add_arguments(parser) -> None:
+    add_checkpoint_dataset_arguments(parser)
     parser.add_argument("--save-predictions", type=int, default=0, metavar="N",
                         help="draw N rows of image | ground truth | prediction to predictions.png")
     parser.add_argument("--out", help="output folder (default: <checkpoint dir>/eval_<split>)")

@@ -229,20 +229,14 @@ def write_outputs(result: dict, out: Path, meta: dict, tolerance: float = DEFAUL
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a .pt written by uda-seg train/adapt")
-    parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. data/synthetic/camvid)")
-    parser.add_argument("--format", default="camvid", choices=("camvid", "camvid_segnet", "idda"),
-                        help="dataset layout (default: camvid)")
-    parser.add_argument("--split", default="test", help="split to measure: test or val (default: test)")
+    from uda_seg_core.evaluate import add_checkpoint_dataset_arguments
+
+    add_checkpoint_dataset_arguments(parser)
     parser.add_argument("--mode", default="both", choices=(*MODES, "both"),
                         help="module: each group alone (Fig. 3); global: whole network (Fig. 4); "
                         "both (default)")
     parser.add_argument("--sparsities", default="0:0.85:0.05",
                         help="start:stop:step (stop included) or a comma list (default: 0:0.85:0.05)")
-    parser.add_argument("--eval-size", nargs=2, type=int, metavar=("H", "W"),
-                        help="resize images to H W first (default: the checkpoint's data.eval_size)")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="mIoU loss (fraction) still counted as holding up (default: 0.01)")
     parser.add_argument("--out", help="output folder (default: <checkpoint dir>/prune_sweep_<split>)")
