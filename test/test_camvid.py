@@ -143,5 +143,5 @@ def test_transform_gives_normalised_tensors(tmp_path):
     tf = build_transforms(AugmentationConfig(), data, train=False)
     item = build_dataset("camvid", tmp_path, "val", transform=tf)[0]
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 12, 16)
-    assert item["label"].dtype == torch.int64 and item["label"].shape == (12, 16)
+    assert item["label"].dtype == torch.int64 and item["label"].shape == (24, 32)
     assert int(item["label"].max()) <= 11

@@ -115,3 +115,22 @@ def test_discriminator_and_adversarial_losses_by_hand():
     confident_source = torch.full((1, 1, 2, 2), -20.0)
     assert adversarial_loss(confident_source).item() < 1e-6
     assert discriminator_loss(confident_source, TARGET_LABEL).item() > 19
+
+
+def test_segmentation_loss_choices_name_their_terms_and_ignore_padding():
+    """train.loss picks the term of eq. 4; padding (255) never counts. Bug guarded: a
+    cross entropy that counted padded pixels as class 255 (or crashed on them)."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 12, 8, 8, requires_grad=True)
+    labels = torch.randint(0, 12, (2, 8, 8))
+    padded = labels.clone()
+    padded[:, :, 6:] = 255
+    for name in ("dice", "dice_per_class", "ce", "ce+dice"):
+        total, parts = segmentation_loss((logits, logits, logits), padded, loss=name)
+        assert f"{name.replace('+', '_')}_aux32" in parts and torch.isfinite(total)
+        total.backward()
+    ce, _ = segmentation_loss(logits, padded, loss="ce")
+    expected = torch.nn.functional.cross_entropy(logits[..., :6], labels[..., :6])
+    assert ce.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown segmentation loss 'focal'"):
+        segmentation_loss(logits, labels, loss="focal")

@@ -246,12 +246,11 @@ def target_root(data: str | Path | None) -> Path | None:
 
 def test_dataset(root: Path, mean, std, eval_size, limit: int, split: str = "test"):
     from uda_seg_core.config import AugmentationConfig, DataConfig
-    from uda_seg_core.data import build_dataset, detect_format
+    from uda_seg_core.data import build_dataset
     from uda_seg_core.data.transforms import build_transforms
 
-    fmt = detect_format(root) or "camvid"
     data = DataConfig(eval_size=list(eval_size or []), mean=list(mean), std=list(std))
-    return build_dataset(fmt, root, split, transform=build_transforms(AugmentationConfig(), data, train=False),
+    return build_dataset("auto", root, split, transform=build_transforms(AugmentationConfig(), data, train=False),
                          limit=limit)
 
 

@@ -32,15 +32,21 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source_format: str = "idda"  # labelled domain: idda | camvid | camvid_segnet
+    source_format: str = "auto"  # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
     source_root: str = "data/synthetic/idda"
-    target_format: str = "camvid"  # unlabelled domain (labels used only for evaluation)
+    source_sequences: list[str] = field(default_factory=list)  # only these sequences (name prefix); [] = all
+    target_format: str = "auto"  # unlabelled domain (labels used only for evaluation)
     target_root: str = "data/synthetic/camvid"
+    # unlabelled target training frames only from these sequences, e.g. [0001TP, 0016E5] to
+    # hold 0006R0 out for evaluation on a drive adaptation never saw; [] = all
+    target_sequences: list[str] = field(default_factory=list)
     train_splits: list[str] = field(default_factory=lambda: ["train"])  # add 'val' for train+val
     val_split: str = "val"  # model selection; never select on test
     test_split: str = "test"
     crop_size: list[int] = field(default_factory=lambda: [720, 960])  # H, W (the paper's crop)
-    eval_size: list[int] = field(default_factory=list)  # H, W to resize for evaluation; [] = native
+    # H, W of the network input for evaluation (the image is resized, the label never:
+    # metrics stay at the frame's resolution); [] = the frame's own size
+    eval_size: list[int] = field(default_factory=list)
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # ImageNet, RGB
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = 2
@@ -73,6 +79,8 @@ class TrainConfig:
     epochs: int = 50
     max_iters: int = 0  # 0 = epochs * iterations per epoch
     aux_weight: float = 1.0  # alpha in eq. 4
+    # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice
+    loss: str = "dice"
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -160,9 +160,12 @@ def add_checkpoint_dataset_arguments(parser) -> None:
     """The options every command that measures a checkpoint on a labelled split shares."""
     parser.add_argument("--checkpoint", required=True, help="a .pt written by uda-seg train/adapt")
     parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. data/synthetic/camvid)")
-    parser.add_argument("--format", default="camvid", choices=("camvid", "camvid_segnet", "idda"),
-                        help="dataset layout (default: camvid)")
+    parser.add_argument("--format", default="auto", choices=("auto", "camvid", "camvid_segnet", "idda"),
+                        help="dataset layout (default: auto, read off the folder)")
     parser.add_argument("--split", default="test", help="split to measure: test or val (default: test)")
+    parser.add_argument("--sequences", nargs="+", default=(), metavar="SEQ",
+                        help="only frames of these sequences (e.g. 0006R0: a drive held out of "
+                        "adaptation)")
     parser.add_argument("--eval-size", nargs=2, type=int, metavar=("H", "W"),
                         help="resize images to H W first (default: the checkpoint's data.eval_size)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
@@ -178,7 +181,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from uda_seg_core.config import Config, from_dict
-    from uda_seg_core.data import DatasetFormatError, build_dataset
+    from uda_seg_core.data import DatasetFormatError, build_dataset, resolve_format
     from uda_seg_core.data.transforms import build_transforms
     from uda_seg_core.train.checkpoint import CheckpointError, load_model
     from uda_seg_core.train.loop import resolve_device
@@ -192,7 +195,8 @@ def run(args) -> int:
         if args.eval_size:
             data_cfg.eval_size = list(args.eval_size)
         transform = build_transforms(cfg.augmentation, data_cfg, train=False)
-        dataset = build_dataset(args.format, args.data, args.split, transform=transform, limit=args.limit)
+        dataset = build_dataset(args.format, args.data, args.split, transform=transform,
+                                limit=args.limit, sequences=args.sequences)
     except (CheckpointError, DatasetFormatError, ValueError) as exc:
         print(f"uda-seg evaluate: {exc}", file=sys.stderr)
         return 2
@@ -200,10 +204,13 @@ def run(args) -> int:
     cm = evaluate_model(model, dataset, device, num_classes=model.num_classes, progress=True)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"checkpoint": str(args.checkpoint), "data": str(args.data), "format": args.format,
-               "split": args.split, "images": len(dataset), **cm.summary()}
+    summary = {"checkpoint": str(args.checkpoint), "data": str(args.data),
+               "format": resolve_format(args.format, args.data), "split": args.split,
+               "sequences": list(args.sequences), "images": len(dataset),
+               "eval_size": list(data_cfg.eval_size), **cm.summary()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{args.checkpoint} on {args.data} ({args.format}, {args.split}, {len(dataset)} images)\n")
+    print(f"{args.checkpoint} on {args.data} ({summary['format']}, {args.split}, "
+          f"{len(dataset)} images)\n")
     print(cm.table())
     print(f"\nmetrics: {out / 'metrics.json'}")
     if args.save_predictions > 0:

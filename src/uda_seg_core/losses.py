@@ -63,26 +63,61 @@ def dice_loss(
     return 1 - dice
 
 
+def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor,
+                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Pixel-wise cross entropy (ignored pixels excluded); 0 when no pixel is valid."""
+    if not bool((target != ignore_index).any()):
+        return logits.float().sum() * 0
+    return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index)
+
+
+def _dice_per_class(logits, target, ignore_index):
+    return dice_loss(logits, target, ignore_index, per_class=True)
+
+
+def _ce_plus_dice(logits, target, ignore_index):
+    return (cross_entropy_loss(logits, target, ignore_index)
+            + dice_loss(logits, target, ignore_index, per_class=True))
+
+
+# train.loss -> the per-output term of eq. 4. 'dice' is the paper's eq. 3 as written; the
+# others are for training from random init on real data, where the literal dice (= 1 - the
+# mean true-class probability) leaves thin classes (poles, signs, bicyclists) unlearnt.
+SEGMENTATION_LOSSES = {
+    "dice": dice_loss,
+    "dice_per_class": _dice_per_class,
+    "ce": cross_entropy_loss,
+    "ce+dice": _ce_plus_dice,  # cross entropy + per-class dice
+}
+
+
 def segmentation_loss(
     outputs: torch.Tensor | Sequence[torch.Tensor],
     target: torch.Tensor,
     aux_weight: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
+    loss: str = "dice",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 4: dice(main) + alpha * (dice(aux16) + dice(aux32)).
+    """Eq. 4: term(main) + alpha * (term(aux16) + term(aux32)), the term being dice (eq. 3)
+    unless `loss` names another entry of SEGMENTATION_LOSSES.
 
     `outputs` is BiSeNet's train-mode tuple (main, aux16, aux32), or a bare logits tensor
     (then only the main term). Returns the total and its parts, detached, for logging
-    (call .item() when logging, not every step, to avoid GPU syncs).
+    (call .item() when logging, not every step, to avoid GPU syncs); the parts are named
+    after the term ('dice_main', 'ce_aux16', ...).
     """
+    if loss not in SEGMENTATION_LOSSES:
+        raise ValueError(f"unknown segmentation loss {loss!r}; choose from "
+                         f"{', '.join(SEGMENTATION_LOSSES)}")
     if isinstance(outputs, torch.Tensor):
         outputs = (outputs,)
-    names = ("dice_main", "dice_aux16", "dice_aux32")
+    names = tuple(f"{loss.replace('+', '_')}_{head}" for head in ("main", "aux16", "aux32"))
     if len(outputs) > len(names):
         raise ValueError(
             f"segmentation_loss: expected at most 3 outputs (main, aux16, aux32), got {len(outputs)}"
         )
-    terms = [dice_loss(out, target, ignore_index) for out in outputs]
+    term = SEGMENTATION_LOSSES[loss]
+    terms = [term(out, target, ignore_index) for out in outputs]
     total = terms[0] + aux_weight * sum(terms[1:], torch.zeros_like(terms[0]))
     parts = {name: term.detach() for name, term in zip(names, terms)}
     parts["seg"] = total.detach()

@@ -173,7 +173,7 @@ def write_frames_bag(
                       int(shape[0]), int(shape[1]), compressed)
 
 
-def camvid_frames(root: str | Path, split: str = "test", fmt: str = "camvid",
+def camvid_frames(root: str | Path, split: str = "test", fmt: str = "auto",
                   limit: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rgb, label ids) of a CamVid split in sequence order, read by the core loader."""
     from uda_seg_core.data import build_dataset
@@ -186,7 +186,7 @@ def camvid_frames(root: str | Path, split: str = "test", fmt: str = "camvid",
 
 
 def write_camvid_bag(root: str | Path, out: str | Path, *, split: str = "test",
-                     fmt: str = "camvid", limit: int = 0, **kwargs) -> BagSummary:
+                     fmt: str = "auto", limit: int = 0, **kwargs) -> BagSummary:
     """`uda-seg-bag write`: a CamVid split (either layout) as a rosbag2 directory."""
     return write_frames_bag(camvid_frames(root, split, fmt, limit), out, **kwargs)
 
@@ -229,9 +229,9 @@ def _add_write(sub) -> None:
                        description="Write a CamVid split (colour-label or SegNet layout) as a "
                        "rosbag2 directory: rgb8 images + mono8 class-id labels, same stamps.")
     p.add_argument("--camvid", required=True, help="CamVid root (train/ test/ ... folders)")
-    p.add_argument("--format", default="camvid", choices=("camvid", "camvid_segnet"),
-                   help="camvid: 960x720 colour labels (<name>_L.png); camvid_segnet: SegNet "
-                   "360x480 index labels")
+    p.add_argument("--format", default="auto", choices=("auto", "camvid", "camvid_segnet"),
+                   help="auto (default): read off the folder; camvid: 960x720 colour labels "
+                   "(<name>_L.png); camvid_segnet: SegNet 360x480 index labels")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="bag directory to create")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the stamps")

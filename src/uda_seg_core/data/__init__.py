@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 log = logging.getLogger(__name__)
 
 FORMATS = ("camvid", "camvid_segnet", "idda")
+FORMAT_CHOICES = ("auto", *FORMATS)  # what configs and --format accept
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # Unpaired-file errors list this many names, then a count: enough to see the pattern.
 MAX_LISTED = 10
@@ -85,20 +86,58 @@ def read_unchanged(path: Path) -> np.ndarray:
     return data
 
 
-def detect_format(root: str | Path) -> str | None:
-    """Which of FORMATS a folder looks like, 'synthetic' for a make-synthetic output, or None."""
+def detect_formats(root: str | Path) -> list[str]:
+    """Every layout a folder shows signs of: 'idda' (rgb/ + labels/), 'camvid_segnet'
+    (<split>annot/), 'camvid' (<split>_labels/ or class_dict.csv), or 'synthetic' (a
+    make-synthetic output holding idda/ and camvid/). More than one means ambiguous."""
     root = Path(root)
     if (root / "idda" / "rgb").is_dir() and (root / "camvid").is_dir():
-        return "synthetic"
+        return ["synthetic"]
+    found = []
     if (root / "rgb").is_dir() and (root / "labels").is_dir():
-        return "idda"
+        found.append("idda")
     if any((root / f"{s}annot").is_dir() for s in ("train", "val", "test")):
-        return "camvid_segnet"
+        found.append("camvid_segnet")
     if any((root / f"{s}_labels").is_dir() for s in ("train", "val", "test")) or (
         root / "class_dict.csv"
     ).is_file():
-        return "camvid"
-    return None
+        found.append("camvid")
+    return found
+
+
+def detect_format(root: str | Path) -> str | None:
+    """The one layout a folder looks like ('synthetic' for a make-synthetic output), or
+    None when it shows none or several."""
+    found = detect_formats(root)
+    return found[0] if len(found) == 1 else None
+
+
+def resolve_format(fmt: str, root: str | Path) -> str:
+    """`fmt` itself, or for 'auto' the layout read off the folder; an unknown or ambiguous
+    folder is an error that lists what it holds and how to say the format."""
+    if fmt != "auto":
+        if fmt not in FORMATS:
+            raise DatasetFormatError(f"unknown dataset format '{fmt}'; choose from "
+                                     f"{', '.join(FORMAT_CHOICES)}")
+        return fmt
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"dataset folder not found: {root}")
+    found = detect_formats(root)
+    if len(found) == 1 and found[0] in FORMATS:
+        return found[0]
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    holds = f"it holds: {list_names(entries) or 'nothing'}"
+    if found == ["synthetic"]:
+        raise DatasetFormatError(f"{root} is a make-synthetic output, not one dataset: use "
+                                 f"{root / 'idda'} (IDDA format) or {root / 'camvid'} (CamVid)")
+    if found:
+        raise DatasetFormatError(f"{root} is ambiguous: it looks like {' and '.join(found)} "
+                                 f"({holds}); give the format explicitly")
+    raise DatasetFormatError(
+        f"cannot tell the layout of {root} ({holds}); expected CamVid colour (train/ + "
+        f"train_labels/ or class_dict.csv), CamVid SegNet (train/ + trainannot/) or IDDA "
+        f"(rgb/ + labels/)")
 
 
 def layout_hint(root: Path, wanted: str) -> str:
@@ -136,6 +175,20 @@ class SegmentationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def keep(self, sequences: Sequence[str] = (), limit: int = 0) -> None:
+        """Restrict to frames of `sequences` (if any), then to the first `limit` (if > 0)."""
+        if sequences:
+            wanted = set(sequences)
+            names = [n for n in self.names if sequence_of(n) in wanted]
+            if not names:
+                present = sorted({sequence_of(n) for n in self.names})
+                raise DatasetFormatError(
+                    f"no frame of sequence(s) {', '.join(sorted(wanted))} in this {self.kind} "
+                    f"split; it holds: {', '.join(present)}")
+            self.names = names
+        if limit:
+            self.names = self.names[:limit]
 
     def read_label(self, path: Path) -> tuple[np.ndarray, int]:
         """(HxW uint8 class ids, number of unknown pixels)."""
@@ -218,28 +271,45 @@ def seed_worker(worker_id: int) -> None:
                 fn(seed)
 
 
+def sequence_of(name: str) -> str:
+    """The sequence a frame belongs to: CamVid's '0016E5_07959' -> '0016E5'."""
+    return name.split("_", 1)[0]
+
+
 def build_dataset(fmt: str, root: str | Path, split: str | list[str], transform=None,
-                  limit: int = 0, with_labels: bool = True) -> Dataset:
-    """Open a dataset folder in one of FORMATS ('camvid', 'camvid_segnet', 'idda').
+                  limit: int = 0, with_labels: bool = True,
+                  sequences: Sequence[str] = ()) -> Dataset:
+    """Open a dataset folder in one of FORMATS, or 'auto' to read the layout off the folder.
 
     `split` is a name, a list of names, or 'a+b'. CamVid has train/val/test; IDDA uses
     optional `<split>.txt` stem lists in its root, and 'train' or 'all' without one means
-    every file.
+    every file. `sequences` keeps only frames of those sequences (the part of the name
+    before the first '_', e.g. CamVid's 0001TP); empty keeps all.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetFormatError(f"dataset folder not found: {root}")
+    fmt = resolve_format(fmt, root)
     splits = [split] if isinstance(split, str) else list(split)
     splits = [s for part in splits for s in part.split("+") if s]
     if fmt in ("camvid", "camvid_segnet"):
         from uda_seg_core.data.camvid import CamVid
 
         layout = "colour" if fmt == "camvid" else "segnet"
-        return CamVid(root, splits, layout=layout, transform=transform, limit=limit,
-                      with_labels=with_labels)
-    if fmt == "idda":
+        dataset = CamVid(root, splits, layout=layout, transform=transform,
+                         with_labels=with_labels)
+    else:
         from uda_seg_core.data.idda import IDDA
 
-        return IDDA(root, splits, transform=transform, limit=limit, with_labels=with_labels)
-    raise DatasetFormatError(f"unknown dataset format '{fmt}'; choose from {', '.join(FORMATS)}"
-                             + (f" ({layout_hint(root, fmt)})" if layout_hint(root, fmt) else ""))
+        dataset = IDDA(root, splits, transform=transform, with_labels=with_labels)
+    dataset.keep(sequences, limit)
+    return dataset
+
+
+def has_split(fmt: str, root: str | Path, split: str) -> bool:
+    """Whether `split` exists in the folder (checked before a run needs it)."""
+    try:
+        build_dataset(fmt, root, split, with_labels=True)
+    except DatasetFormatError:
+        return False
+    return True

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uda_seg_core.data import DatasetFormatError, build_dataset, detect_format
+from uda_seg_core.data import DatasetFormatError, build_dataset, detect_format, resolve_format
 from uda_seg_core.data.labels import ids_to_rgb
 
 TILE_HEIGHT = 180
@@ -109,11 +109,7 @@ def make_preview(root: str | Path, out: str | Path, fmt: str = "auto", split: li
     """Write the grid PNG for a dataset root or a make-synthetic output; returns its path."""
     root, out = Path(root), Path(out)
     if fmt == "auto":
-        fmt = detect_format(root) or ""
-        if not fmt:
-            raise DatasetFormatError(f"cannot tell the format of {root}: expected rgb/+labels/ (IDDA), "
-                                     f"train/+train_labels/ (CamVid), train/+trainannot/ (SegNet) or a "
-                                     f"make-synthetic output (idda/ and camvid/); pass --format")
+        fmt = "synthetic" if detect_format(root) == "synthetic" else resolve_format("auto", root)
     if fmt == "synthetic":
         parts = [preview_columns(open_for_preview(root / "idda", "idda", None), n),
                  preview_columns(open_for_preview(root / "camvid", "camvid", None), n)]

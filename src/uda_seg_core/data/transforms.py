@@ -3,8 +3,10 @@
 Training: random scale from `augmentation.scales`, random crop to `data.crop_size`
 (padding: image 0, label IGNORE_INDEX), horizontal flip, Gaussian blur, linear contrast,
 additive Gaussian noise, multiply, then normalisation with `data.mean` / `data.std`.
-Evaluation: optional resize to `data.eval_size`, then normalisation. Labels are only
-moved (nearest-neighbour scaling, crop, flip), never interpolated or recoloured.
+Evaluation: optional resize of the image (never the label) to `data.eval_size`, the
+network's input size, then normalisation; metrics stay at the label's own resolution.
+Labels are only moved (nearest-neighbour scaling, crop, flip), never interpolated or
+recoloured.
 
     from uda_seg_core.data.transforms import build_transforms
     tf = build_transforms(cfg.augmentation, cfg.data, train=True, seed=cfg.train.seed)
@@ -210,8 +212,11 @@ class JointTransform:
             x = self.additive_gaussian_noise(x)
             x = self.multiply_brightness(x)
         else:
+            # Only the image goes to the network size: labels, and so every metric, stay
+            # at the frame's own resolution (logits are upsampled to the label's size).
             if self.eval_size is not None and self.eval_size != image.shape[:2]:
-                image, label = resize_pair(image, label, self.eval_size)
+                height, width = self.eval_size
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             x = image
         image_t = normalise(x, self.mean, self.std)
         label_t = None if label is None else torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))

@@ -155,7 +155,7 @@ def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
     """Unlabelled target images (train splits), augmented like the source, own seed."""
     seed = cfg.train.seed + 1
     dataset = build_train_dataset(cfg, cfg.data.target_format, cfg.data.target_root, seed,
-                                  with_labels=False)
+                                  with_labels=False, sequences=cfg.data.target_sequences)
     return LoaderCycle(dataset, cfg.train.batch_size, dist, seed, cfg.data.num_workers,
                        pin_memory=torch.cuda.is_available(), name=f"target ({cfg.data.target_root})")
 

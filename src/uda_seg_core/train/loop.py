@@ -263,13 +263,14 @@ class LoaderCycle:
         return batch
 
 
-def build_train_dataset(cfg: Config, fmt: str, root: str, seed: int, with_labels: bool) -> Dataset:
+def build_train_dataset(cfg: Config, fmt: str, root: str, seed: int, with_labels: bool,
+                        sequences: list[str] | None = None) -> Dataset:
     from uda_seg_core.data import build_dataset
     from uda_seg_core.data.transforms import build_transforms
 
     transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=seed)
     return build_dataset(fmt, root, cfg.data.train_splits, transform=transform, limit=cfg.data.limit,
-                         with_labels=with_labels)
+                         with_labels=with_labels, sequences=sequences or ())
 
 
 def build_eval_dataset(cfg: Config, split: str) -> Dataset:
@@ -280,6 +281,23 @@ def build_eval_dataset(cfg: Config, split: str) -> Dataset:
     transform = build_transforms(cfg.augmentation, cfg.data, train=False)
     return build_dataset(cfg.data.target_format, cfg.data.target_root, split, transform=transform,
                          limit=cfg.data.limit)
+
+
+def resolve_data(cfg: Config) -> bool:
+    """Before anything is written: read 'auto' formats off the folders (the resolved
+    format is what config.yaml records), check that the target val split exists (model
+    selection needs it) and say whether the target has a test split. A dataset without
+    one (a user's own train/val data, or CamVid with its test split withheld) trains,
+    selects on val and reports val; its metrics.json says the test was skipped."""
+    from uda_seg_core.data import has_split, resolve_format
+
+    d = cfg.data
+    d.source_format = resolve_format(d.source_format, d.source_root)
+    d.target_format = resolve_format(d.target_format, d.target_root)
+    if not has_split(d.target_format, d.target_root, d.val_split):
+        raise ConfigError(f"data.val_split={d.val_split!r} not found (with labels) in "
+                          f"{d.target_root}: model selection needs a labelled target val split")
+    return has_split(d.target_format, d.target_root, d.test_split)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
@@ -344,12 +362,25 @@ def short_backbone(backbone: str) -> str:
     return backbone.replace("resnet", "r")
 
 
+def dataset_name(fmt: str, root: str) -> str:
+    """'IDDA' / 'CamVid' for a format; for an unresolved 'auto', read off the folder if it
+    exists, else guessed from its name (data/synthetic/idda -> IDDA)."""
+    if fmt == "auto":
+        from uda_seg_core.data import DatasetFormatError, resolve_format
+
+        try:
+            fmt = resolve_format(fmt, root)
+        except DatasetFormatError:
+            fmt = next((f for f in ("idda", "camvid") if f in Path(root).name.lower()), fmt)
+    return DATASET_NAMES.get(fmt, fmt)
+
+
 def derive_run_name(cfg: Config, command: str) -> str:
     """IDDA2CamVid_bisenet-r18_fcd, CamVid_bisenet-r101_supervised, ... from the settings."""
     if cfg.train.run_name:
         return cfg.train.run_name
-    src = DATASET_NAMES.get(cfg.data.source_format, cfg.data.source_format)
-    tgt = DATASET_NAMES.get(cfg.data.target_format, cfg.data.target_format)
+    src = dataset_name(cfg.data.source_format, cfg.data.source_root)
+    tgt = dataset_name(cfg.data.target_format, cfg.data.target_root)
     same_domain = (cfg.data.source_format, cfg.data.source_root) == (cfg.data.target_format,
                                                                       cfg.data.target_root)
     model = f"bisenet-{short_backbone(cfg.model.backbone)}"
@@ -684,9 +715,17 @@ def fit(cfg: Config, trainer: Trainer, run_dir: Path, dist: DistInfo, device: to
 
 
 def final_test(cfg: Config, trainer: Trainer, run_dir: Path, dist: DistInfo, device: torch.device) -> dict:
-    """Target-test metrics of the weights selected on val (best.pt), never selected on test."""
+    """Target-test metrics of the weights selected on val (best.pt), never selected on test;
+    a target without a test split reports that it was skipped."""
+    from uda_seg_core.data import has_split
     from uda_seg_core.evaluate import evaluate_model
 
+    if not has_split(cfg.data.target_format, cfg.data.target_root, cfg.data.test_split):
+        note = (f"no '{cfg.data.test_split}' split in {cfg.data.target_root}: selected and "
+                f"reported on '{cfg.data.val_split}' only")
+        if dist.is_main:
+            print(f"\n{run_dir.name}: {note}")
+        return {"split": cfg.data.test_split, "skipped": note}
     barrier(dist)  # best.pt is complete before any rank reads it
     best = run_dir / CHECKPOINT_BEST
     model = unwrap(trainer.model)
@@ -706,6 +745,7 @@ def final_test(cfg: Config, trainer: Trainer, run_dir: Path, dist: DistInfo, dev
 def launch(command: str, args: Any, build: Callable[..., Trainer]) -> dict:
     """The whole of `uda-seg train|adapt`: config, processes, run directory, training, test."""
     cfg, resume_dir = load_run_config(args)
+    has_test = resolve_data(cfg)
     dist, device = setup_distributed(cfg.train.device)
     try:
         configure_determinism(cfg.train.deterministic)
@@ -716,6 +756,9 @@ def launch(command: str, args: Any, build: Callable[..., Trainer]) -> dict:
             seed_everything(cfg.train.seed + dist.rank)  # independent random streams per rank
         if dist.is_main:
             log.info("run %s: %s", run_dir, json.dumps(to_dict(cfg.train)))
+            if not has_test:
+                log.warning("%s has no '%s' split: the run selects and reports on '%s' only",
+                            cfg.data.target_root, cfg.data.test_split, cfg.data.val_split)
         return fit(cfg, trainer, run_dir, dist, device, resume=resume_dir is not None,
                    stop_at=getattr(args, "stop_at", None))
     finally:

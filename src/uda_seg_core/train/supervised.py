@@ -43,7 +43,7 @@ def source_loss(model: nn.Module, batch: dict, cfg: Config) -> tuple[torch.Tenso
     with autocast(images.device, cfg.train.amp):
         outputs = model(images, aux_mode="train")  # (main, aux16, aux32)
     loss, parts = segmentation_loss(tuple(o.float() for o in outputs), batch["label"],
-                                    aux_weight=cfg.train.aux_weight)
+                                    aux_weight=cfg.train.aux_weight, loss=cfg.train.loss)
     return loss, parts, outputs[0]
 
 
@@ -70,7 +70,7 @@ def build_model(cfg: Config, device: torch.device) -> nn.Module:
 
 def source_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
     dataset = build_train_dataset(cfg, cfg.data.source_format, cfg.data.source_root, cfg.train.seed,
-                                  with_labels=True)
+                                  with_labels=True, sequences=cfg.data.source_sequences)
     return LoaderCycle(dataset, cfg.train.batch_size, dist, cfg.train.seed, cfg.data.num_workers,
                        pin_memory=torch.cuda.is_available(), name=f"source ({cfg.data.source_root})")
 
