@@ -124,11 +124,8 @@ def discriminator_timing(args: argparse.Namespace) -> str:
         discriminator_step,
         generator_step,
     )
-    from uda_seg_core.train.loop import (
-        build_discriminator_optimizer,
-        build_segmentation_optimizer,
-        seed_everything,
-    )
+    from uda_seg_core.runtime import seed_everything
+    from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
     from uda_seg_core.train.supervised import build_model
 
     if args.threads:
@@ -183,7 +180,7 @@ def kill_check(args: argparse.Namespace) -> str:
            f"train.checkpoint_every={every}", "train.val_every=20"]
     print("$", " ".join(cmd[1:]), flush=True)
     proc = subprocess.Popen(cmd, env=child_env(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from uda_seg_core.train.checkpoint import CheckpointError, load_checkpoint
+    from uda_seg_core.checkpoint import CheckpointError, load_checkpoint
 
     def saved_iteration() -> int:
         try:

@@ -58,7 +58,7 @@ def tiny_checkpoint(folder: Path) -> Path:
 
     from uda_seg_core.config import Config
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.train.checkpoint import save_checkpoint
+    from uda_seg_core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = Config()

@@ -27,7 +27,7 @@ import time
 import torch
 
 from uda_seg_core.models import BiSeNet, build_discriminator
-from uda_seg_core.optimize.pruning import prune_global, remove_masks, sparsity_report
+from uda_seg_core.pruning import prune_global, remove_masks, sparsity_report
 
 
 def _sync(device: torch.device) -> None:

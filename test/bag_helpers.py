@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uda_seg_core.data.labels import PALETTE
+from uda_seg_core.labels import PALETTE
 
 
 def write_tiny_camvid(root: Path, n: int = 5, height: int = 48, width: int = 64,

@@ -234,7 +234,7 @@ def tiny_checkpoint(path: str | Path, num_classes: int = 12, seed: int = 0) -> P
 
     from uda_seg_core.config import Config
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.train.checkpoint import save_checkpoint
+    from uda_seg_core.checkpoint import save_checkpoint
 
     cfg = Config()
     cfg.model.num_classes = num_classes

@@ -11,10 +11,7 @@ from train_helpers import single_thread  # noqa: F401  (fixture)
 from uda_seg_core.config import Config
 from uda_seg_core.models import build_discriminator, build_segmentation_model
 from uda_seg_core.train.adversarial import adversarial_step, generator_step
-from uda_seg_core.train.loop import (
-    build_discriminator_optimizer,
-    build_segmentation_optimizer,
-)
+from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 from uda_seg_core.train.supervised import supervised_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -111,7 +108,7 @@ def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
     from train_helpers import tiny_overrides, write_domains
 
     from uda_seg_core.cli import main
-    from uda_seg_core.train.checkpoint import load_checkpoint
+    from uda_seg_core.checkpoint import load_checkpoint
 
     idda, camvid = write_domains(tmp_path, n=2)
     overrides = tiny_overrides(tmp_path, idda, camvid, **{

@@ -15,7 +15,7 @@ from uda_seg_core.benchmark import checks, interleaved, parse_resolutions
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config
 from uda_seg_core.models import BiSeNet
-from uda_seg_core.train.checkpoint import save_checkpoint
+from uda_seg_core.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

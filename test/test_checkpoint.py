@@ -9,15 +9,9 @@ import torch
 from torch import nn
 
 from uda_seg_core.config import Config
-from uda_seg_core.data.labels import CLASS_NAMES
-from uda_seg_core.train.checkpoint import (
-    CheckpointError,
-    atomic_save,
-    fit_to_state_dict,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from uda_seg_core.labels import CLASS_NAMES
+from uda_seg_core.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from uda_seg_core.models import fit_to_state_dict, load_model
 
 
 def tiny_config(backbone="resnet18"):
@@ -82,7 +76,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path):
     # A writer killed in the middle of torch.save: the previous file must survive intact.
     script = textwrap.dedent(f"""
         import os, torch
-        from uda_seg_core.train import checkpoint
+        from uda_seg_core import checkpoint
         real_save = torch.save
         def dying_save(obj, fh):
             fh.write(b"partial bytes")

@@ -9,7 +9,7 @@ import sys
 import torch.distributed as dist
 from train_helpers import tiny_overrides, write_domains
 
-from uda_seg_core.train.checkpoint import load_checkpoint
+from uda_seg_core.checkpoint import load_checkpoint
 
 
 def test_two_process_gloo_adaptation_writes_one_run(tmp_path):

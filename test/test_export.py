@@ -15,7 +15,7 @@ from train_helpers import write_domains
 
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config
-from uda_seg_core.data.labels import CLASS_NAMES
+from uda_seg_core.labels import CLASS_NAMES
 from uda_seg_core.inference import Segmenter, SegmenterError, resolve_backend
 from uda_seg_core.inference.onnx_backend import (
     OnnxBackendError,
@@ -24,7 +24,7 @@ from uda_seg_core.inference.onnx_backend import (
 )
 from uda_seg_core.models import build_segmentation_model
 from uda_seg_core.optimize.export import ExportError, export_checkpoint, read_metadata
-from uda_seg_core.train.checkpoint import save_checkpoint
+from uda_seg_core.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads only slow tiny models down
 H, W = 48, 64
@@ -42,7 +42,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(ckpt):
-    from uda_seg_core.train.checkpoint import load_model
+    from uda_seg_core.models import load_model
 
     return load_model(ckpt)[0].eval()
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from uda_seg_core.data import labels as L
+from uda_seg_core import labels as L
 
 
 def test_twelve_classes_in_the_papers_order():

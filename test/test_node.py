@@ -26,7 +26,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import NodeProcess, RosClient, tiny_checkpoint, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
-from uda_seg_core.data.labels import PALETTE
+from uda_seg_core.labels import PALETTE
 from uda_seg_ros.conversions import (
     ImageConversionError,
     check_image,

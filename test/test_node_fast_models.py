@@ -23,7 +23,7 @@ from uda_seg_core.inference import Segmenter
 from uda_seg_core.models import BiSeNet
 from uda_seg_core.optimize.export import export_checkpoint
 from uda_seg_core.optimize.structured import prune_channels
-from uda_seg_core.train.checkpoint import save_checkpoint
+from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
 
 H, W = 48, 64

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from uda_seg_core.config import AdaptConfig
-from uda_seg_core.optimize.pruning import (
+from uda_seg_core.pruning import (
     dense_state_dict,
     effective_tensor,
     is_pruned,

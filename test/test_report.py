@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from uda_seg_core.config import Config, dump_config, load_config
-from uda_seg_core.report import (
+from uda_seg_core.study.report import (
     build_report,
     discriminator_zeros,
     epoch_times,
@@ -167,8 +167,8 @@ def test_epoch_times_of_short_runs():
 
 def test_discriminator_zeros_counts_d_weights_in_last_pt(tmp_path):
     from uda_seg_core.models import build_discriminator, build_segmentation_model
-    from uda_seg_core.optimize.pruning import dense_state_dict, prune_global
-    from uda_seg_core.train.checkpoint import save_checkpoint
+    from uda_seg_core.pruning import dense_state_dict, prune_global
+    from uda_seg_core.checkpoint import save_checkpoint
 
     cfg = Config()
     d = build_discriminator("fcd", 12, width=8)
@@ -181,7 +181,7 @@ def test_discriminator_zeros_counts_d_weights_in_last_pt(tmp_path):
 
 def test_qualitative_figure_from_checkpoints(tmp_path):
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.train.checkpoint import save_checkpoint
+    from uda_seg_core.checkpoint import save_checkpoint
 
     data = tmp_path / "camvid"
     (data / "test").mkdir(parents=True)

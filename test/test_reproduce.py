@@ -10,14 +10,9 @@ import pytest
 import yaml
 
 from uda_seg_core.config import Config, dump_config, load_config, to_dict
-from uda_seg_core.report import EXTRA, TABLE_I, TABLE_II, TABLE_III, TABLE_IV
-from uda_seg_core.reproduce import (
-    EXPERIMENTS,
-    config_key,
-    plan_runs,
-    resolve_config,
-    run_state,
-)
+from uda_seg_core.study.experiments import EXTRA, TABLE_I, TABLE_II, TABLE_III, TABLE_IV
+from uda_seg_core.study.experiments import EXPERIMENTS
+from uda_seg_core.study.reproduce import config_key, plan_runs, resolve_config, run_state
 
 FOLDER = Path(__file__).resolve().parents[1] / "config" / "experiments"
 NAMES = [e.name for e in EXPERIMENTS]

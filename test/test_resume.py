@@ -15,8 +15,9 @@ import torch
 from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: F401
 
 from uda_seg_core.train.adversarial import build_adversarial_trainer
-from uda_seg_core.train.checkpoint import load_checkpoint
-from uda_seg_core.train.loop import launch, run_command
+from uda_seg_core.checkpoint import load_checkpoint
+from uda_seg_core.commands.train import run_command
+from uda_seg_core.train.loop import launch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -22,7 +22,8 @@ from uda_seg_core.inference import (
     resolve_device,
 )
 from uda_seg_core.models import build_segmentation_model
-from uda_seg_core.train.checkpoint import load_model, save_checkpoint
+from uda_seg_core.checkpoint import save_checkpoint
+from uda_seg_core.models import load_model
 
 # Two shared cores: OpenMP threads spinning against other processes make a 48x64
 # forward pass ~10x slower than one thread does.

@@ -23,7 +23,8 @@ from uda_seg_core.optimize.structured import (
     prune_channels,
     prune_checkpoint,
 )
-from uda_seg_core.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
+from uda_seg_core.models import load_model
 
 torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads only slow tiny models down
 H, W = 48, 64
@@ -84,7 +85,7 @@ def test_pruned_checkpoint_round_trips_through_load_model_and_segmenter(tmp_path
 
 
 def test_distillation_loss_is_zero_for_the_teacher_itself():
-    from uda_seg_core.optimize.structured import distillation_loss
+    from uda_seg_core.losses import distillation_loss
 
     logits = torch.randn(2, 12, 4, 5)
     assert distillation_loss(logits, logits).abs().item() < 1e-6
@@ -168,7 +169,7 @@ def test_iterative_pruning_reaches_the_same_ratio(trained, tmp_path):
 
 def test_batchnorm_recalibration_replaces_stale_statistics(trained):
     from uda_seg_core.config import from_dict
-    from uda_seg_core.optimize.structured import recalibrate_batchnorm
+    from uda_seg_core.train.batchnorm import recalibrate_batchnorm
 
     cfg = from_dict(load_checkpoint(trained[-1])["config"])
     model = tiny_model(3)

@@ -43,7 +43,7 @@ def write_tiny_camvid(root: Path, n: int = 2, size: tuple[int, int] = (64, 96)) 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.train.checkpoint import save_checkpoint
+    from uda_seg_core.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("sweep")
     data = write_tiny_camvid(root / "camvid")
@@ -73,8 +73,8 @@ def test_max_sparsity_within_stops_at_the_first_drop():
 def test_sweep_writes_csv_json_and_figures_with_the_right_rows(tiny, tmp_path):
     from uda_seg_core.data import build_dataset
     from uda_seg_core.data.transforms import build_transforms
-    from uda_seg_core.evaluate import evaluate_model
-    from uda_seg_core.train.checkpoint import load_model
+    from uda_seg_core.metrics import evaluate_model
+    from uda_seg_core.models import load_model
 
     ckpt, data = tiny
     out = tmp_path / "sweep"
@@ -117,7 +117,7 @@ def test_global_pruning_at_high_sparsity_changes_the_predictions(tiny):
     """The sweep measures pruned networks, not the original again."""
     from uda_seg_core.data import build_dataset
     from uda_seg_core.data.transforms import build_transforms
-    from uda_seg_core.train.checkpoint import load_model
+    from uda_seg_core.models import load_model
 
     ckpt, data = tiny
     model, _ = load_model(ckpt)
@@ -128,7 +128,7 @@ def test_global_pruning_at_high_sparsity_changes_the_predictions(tiny):
     assert high["measured_sparsity"] == pytest.approx(0.95, abs=2e-3)
     assert (zero["accuracy"], zero["per_class_iou"]) != (high["accuracy"], high["per_class_iou"])
     # the model handed in is left unpruned
-    from uda_seg_core.optimize.pruning import is_pruned, sparsity_report
+    from uda_seg_core.pruning import is_pruned, sparsity_report
     assert not is_pruned(model) and sparsity_report(model)["sparsity"] < 0.01
 
 

@@ -14,13 +14,11 @@ from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: 
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError, load_config
 from uda_seg_core.models import BiSeNet, build_segmentation_model
-from uda_seg_core.train.checkpoint import load_model
-from uda_seg_core.train.loop import (
-    DistInfo,
-    LoaderCycle,
-    build_segmentation_optimizer,
-    derive_run_name,
-)
+from uda_seg_core.models import load_model
+from uda_seg_core.runtime import DistInfo
+from uda_seg_core.train.loaders import LoaderCycle
+from uda_seg_core.train.optim import build_segmentation_optimizer
+from uda_seg_core.train.run_dir import derive_run_name
 from uda_seg_core.train.schedules import poly_factor, poly_scheduler
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from uda_seg_core.config import load_config
-from uda_seg_core.data.labels import PALETTE
+from uda_seg_core.labels import PALETTE
 
 
 @pytest.fixture

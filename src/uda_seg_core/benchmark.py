@@ -28,13 +28,11 @@ Writes OUT/benchmark.json and OUT/benchmark.md (tables plus the issue's checks).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +41,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.models.segmentation as tvseg
 from torch import nn
+from tqdm import tqdm
+
+from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
+from uda_seg_core.config import Config, parse_size
+from uda_seg_core.data import detect_format
+from uda_seg_core.evaluate import checkpoint_eval_split
+from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+from uda_seg_core.metrics import evaluate_model
+from uda_seg_core.models import ClassIds, build_segmentation_model, count_macs, load_model
+from uda_seg_core.optimize.export import (
+    calibration_images,
+    export_onnx,
+    metadata_from_checkpoint,
+    pick_evenly,
+    preprocess_frames,
+    quantize_int8,
+)
+from uda_seg_core.optimize.structured import prune_channels
+from uda_seg_core.pruning import prune_permanently
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +100,7 @@ class Case:
 # --- small parts -------------------------------------------------------------------------
 
 def parse_resolutions(text: str) -> list[tuple[int, int]]:
-    from uda_seg_core.optimize.export import parse_size
-
+    """'360x480,720x960' -> [(360, 480), (720, 960)]."""
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
 
@@ -131,12 +148,8 @@ def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: 
             target[name] = max(min(repeats, min_repeats), min(repeats, int(budget_s / max(first, 1e-9))))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     rng = np.random.default_rng(seed)
-    rounds = range(repeats)
-    if progress:
-        from tqdm import tqdm
-
-        rounds = tqdm(rounds, desc="repeats", dynamic_ncols=True, leave=False)
-    for _ in rounds:
+    for _ in tqdm(range(repeats), desc="repeats", dynamic_ncols=True, leave=False,
+                  disable=not progress):
         names = [n for n in runners if len(samples[n]) < target[n]]
         for i in rng.permutation(len(names)):
             samples[names[i]].append(timed(runners[names[i]]))
@@ -160,20 +173,6 @@ def measure_gemm_peak(sizes: Sequence[int] = GEMM_SIZES, repeats: int = 3) -> di
     return {"scan": scan, "best_n": best["n"], "peak_gflops": best["gflops"]}
 
 
-class PredModule(nn.Module):
-    """Any segmentation network -> uint8 class ids, like the pred-mode ONNX graph."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x, aux_mode="eval") if hasattr(self.net, "aux_mode") else self.net(x)
-        if isinstance(out, dict):  # torchvision segmentation models
-            out = out["out"]
-        return out.argmax(dim=1).to(torch.uint8)
-
-
 class OrtModule(nn.Module):
     """An ONNX Runtime backend dressed as a module, so evaluate_model can measure it."""
 
@@ -187,7 +186,7 @@ class OrtModule(nn.Module):
 
 
 def torch_runner(model: nn.Module) -> Callable[[tuple[int, int]], Callable[[], object]]:
-    model = PredModule(model).eval()
+    model = ClassIds(model).eval()
 
     def make(size: tuple[int, int]) -> Callable[[], object]:
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
@@ -210,8 +209,6 @@ def ort_runner(backend) -> Callable[[tuple[int, int]], Callable[[], object]]:
 
 
 def macs_of(model: nn.Module) -> Callable[[tuple[int, int]], int]:
-    from uda_seg_core.models import count_macs
-
     cache: dict[tuple[int, int], int] = {}
 
     def macs(size: tuple[int, int]) -> int:
@@ -230,8 +227,6 @@ def n_params(model: nn.Module) -> int:
 
 def target_root(data: str | Path | None) -> Path | None:
     """The CamVid-format target folder inside `data` (a make-synthetic output or a CamVid root)."""
-    from uda_seg_core.data import detect_format
-
     if not data:
         return None
     root = Path(data)
@@ -244,19 +239,7 @@ def target_root(data: str | Path | None) -> Path | None:
                             f"(expected camvid/ and idda/ inside, or train/ test/ with *_labels/)")
 
 
-def test_dataset(root: Path, mean, std, eval_size, limit: int, split: str = "test"):
-    from uda_seg_core.config import AugmentationConfig, DataConfig
-    from uda_seg_core.data import build_dataset
-    from uda_seg_core.data.transforms import build_transforms
-
-    data = DataConfig(eval_size=list(eval_size or []), mean=list(mean), std=list(std))
-    return build_dataset("auto", root, split, transform=build_transforms(AugmentationConfig(), data, train=False),
-                         limit=limit)
-
-
 def miou_of(model: nn.Module, dataset) -> float:
-    from uda_seg_core.evaluate import evaluate_model
-
     return float(evaluate_model(model, dataset, "cpu").miou())
 
 
@@ -265,22 +248,15 @@ def miou_of(model: nn.Module, dataset) -> float:
 def load_base(checkpoint: str | None, backbone: str) -> tuple[nn.Module, dict, Path]:
     """(model, checkpoint dict, checkpoint path); without a checkpoint a random BiSeNet is
     saved to a temporary checkpoint so every later step takes the same path."""
-    from uda_seg_core.config import Config
-    from uda_seg_core.train.checkpoint import load_model, save_checkpoint
-
     if checkpoint:
         model, ckpt = load_model(checkpoint)
         return model.eval(), ckpt, Path(checkpoint)
-    from uda_seg_core.models import build_segmentation_model
-
     cfg = Config()
     cfg.model.backbone = backbone
     torch.manual_seed(0)
     model = build_segmentation_model(cfg.model).eval()
     path = Path(tempfile.mkdtemp(prefix="uda_seg_bench_")) / "random.pt"
     save_checkpoint(path, model, cfg)
-    from uda_seg_core.train.checkpoint import load_checkpoint
-
     return model, load_checkpoint(path), path
 
 
@@ -288,90 +264,103 @@ def short(backbone: str) -> str:
     return backbone.replace("resnet", "R")
 
 
-def build_cases(args, workdir: Path, dataset, progress: bool) -> tuple[list[Case], dict]:
-    from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
-    from uda_seg_core.optimize.export import (
-        calibration_images,
-        export_onnx,
-        metadata_from_checkpoint,
-        pick_evenly,
-        preprocess_frames,
-        quantize_int8,
-    )
-    from uda_seg_core.optimize.pruning import prune_global, remove_masks
-    from uda_seg_core.optimize.structured import prune_channels
-    from uda_seg_core.train.checkpoint import load_model
+@dataclass
+class Base:
+    """The model every row derives from, and how to measure a row's mIoU."""
 
-    info: dict = {}
-    model, ckpt, ckpt_path = load_base(args.checkpoint, args.backbone)
-    name = f"BiSeNet-{short(ckpt['model_config']['backbone'])}"
+    model: nn.Module
+    ckpt: dict
+    name: str  # BiSeNet-R18
+    dataset: object | None  # target test split, or None (no --checkpoint or no data)
+
+    def miou(self, model: nn.Module) -> float | None:
+        return miou_of(model, self.dataset) if self.dataset is not None else None
+
+
+def runtime_cases(s: BenchmarkSettings, base: Base, workdir: Path, info: dict) -> list[Case]:
+    """Eager PyTorch, ONNX Runtime fp32 and ONNX Runtime INT8 of the base model."""
+    model, ckpt, name = base.model, base.ckpt, base.name
     num_classes = int(ckpt["model_config"]["num_classes"])
-    calib_size = args.resolutions[0]
-
-    def measured(m: nn.Module) -> float | None:
-        return miou_of(m, dataset) if dataset is not None else None
-
-    cases = [Case(f"{name} eager", "torch", "fp32", torch_runner(model), macs_of(model), n_params(model),
-                  measured(model), key="eager")]
-
-    onnx_fp32 = export_onnx(model, workdir / "model_fp32.onnx", mode="pred", size=calib_size,
-                            metadata=metadata_from_checkpoint(ckpt, "pred", calib_size))
-    ort_fp32 = OnnxRuntimeBackend(onnx_fp32, device="cpu", threads=args.threads)
-    cases.append(Case(f"{name} ONNX Runtime", "onnxruntime", "fp32", ort_runner(ort_fp32), cases[0].macs,
-                      cases[0].params, measured(OrtModule(ort_fp32, num_classes)), key="ort"))
-
-    if args.calibration:
-        files = pick_evenly(calibration_images(args.calibration), args.calibration_frames)
-        frames = preprocess_frames(files, calib_size, ckpt["mean"], ckpt["std"])
-        calib_note = f"calibrated on {len(frames)} frames of {args.calibration}"
+    size = s.resolutions[0]
+    eager = Case(f"{name} eager", "torch", "fp32", torch_runner(model), macs_of(model),
+                 n_params(model), base.miou(model), key="eager")
+    onnx_fp32 = export_onnx(model, workdir / "model_fp32.onnx", mode="pred", size=size,
+                            metadata=metadata_from_checkpoint(ckpt, "pred", size))
+    ort_fp32 = OnnxRuntimeBackend(onnx_fp32, device="cpu", threads=s.threads)
+    ort = Case(f"{name} ONNX Runtime", "onnxruntime", "fp32", ort_runner(ort_fp32), eager.macs,
+               eager.params, base.miou(OrtModule(ort_fp32, num_classes)), key="ort")
+    if s.calibration:
+        files = pick_evenly(calibration_images(s.calibration), s.calibration_frames)
+        frames = preprocess_frames(files, size, ckpt["mean"], ckpt["std"])
+        note = f"calibrated on {len(frames)} frames of {s.calibration}"
     else:
         rng = np.random.default_rng(0)
-        frames = [rng.standard_normal((1, 3, *calib_size), dtype=np.float32)
-                  for _ in range(max(1, min(args.calibration_frames, 4)))]
-        calib_note = "calibrated on random inputs (no --data/--calibration): accuracy not meaningful"
+        frames = [rng.standard_normal((1, 3, *size), dtype=np.float32)
+                  for _ in range(max(1, min(s.calibration_frames, 4)))]
+        note = "calibrated on random inputs (no --data/--calibration): accuracy not meaningful"
     started = time.perf_counter()
     onnx_int8 = quantize_int8(onnx_fp32, workdir / "model_int8.onnx", frames)
     info["int8_quantise_seconds"] = time.perf_counter() - started
-    ort_int8 = OnnxRuntimeBackend(onnx_int8, device="cpu", threads=args.threads)
-    cases.append(Case(f"{name} ONNX Runtime INT8", "onnxruntime", "int8", ort_runner(ort_int8), cases[0].macs,
-                      cases[0].params, measured(OrtModule(ort_int8, num_classes)), note=calib_note, key="int8"))
+    ort_int8 = OnnxRuntimeBackend(onnx_int8, device="cpu", threads=s.threads)
+    int8 = Case(f"{name} ONNX Runtime INT8", "onnxruntime", "int8", ort_runner(ort_int8),
+                eager.macs, eager.params, base.miou(OrtModule(ort_int8, num_classes)), note=note,
+                key="int8")
+    return [eager, ort, int8]
 
-    if args.pruned:
-        for i, path in enumerate(args.pruned):
-            pruned, pckpt = load_model(path)
-            pruned.eval()
-            p = pckpt.get("pruning", {})
-            ft = p.get("finetune", {}).get("iters", 0)
-            label = f"{name} pruned {100 * p.get('ratio', 0):.0f}%" + (f" +{ft} it ft" if ft else "")
-            cases.append(Case(label, "torch", "fp32", torch_runner(pruned), macs_of(pruned), n_params(pruned),
-                              measured(pruned), note=f"{Path(path).name}: {p.get('scope', '?')} scope",
-                              key=f"pruned{i}"))
-    else:
-        for i, ratio in enumerate(args.ratios):
-            pruned = copy.deepcopy(model)
-            prune_channels(pruned, ratio)
-            pruned.eval()
-            cases.append(Case(f"{name} pruned {100 * ratio:.0f}%", "torch", "fp32", torch_runner(pruned),
-                              macs_of(pruned), n_params(pruned), measured(pruned),
-                              note="structured, global L2, no fine-tune", key=f"pruned{i}"))
 
-    sparse = copy.deepcopy(model)
-    prune_global(sparse, 0.5)
-    remove_masks(sparse)
+def pruned_cases(s: BenchmarkSettings, base: Base) -> list[Case]:
+    """Structured channel pruning: the given checkpoints, else the base pruned here."""
+    cases = []
+    for i, path in enumerate(s.pruned):
+        pruned, pckpt = load_model(path)
+        pruned.eval()
+        p = pckpt.get("pruning", {})
+        ft = p.get("finetune", {}).get("iters", 0)
+        label = f"{base.name} pruned {100 * p.get('ratio', 0):.0f}%" + (f" +{ft} it ft" if ft else "")
+        cases.append(Case(label, "torch", "fp32", torch_runner(pruned), macs_of(pruned),
+                          n_params(pruned), base.miou(pruned),
+                          note=f"{Path(path).name}: {p.get('scope', '?')} scope", key=f"pruned{i}"))
+    if s.pruned:
+        return cases
+    for i, ratio in enumerate(s.ratios):
+        pruned = copy.deepcopy(base.model)
+        prune_channels(pruned, ratio)
+        pruned.eval()
+        cases.append(Case(f"{base.name} pruned {100 * ratio:.0f}%", "torch", "fp32",
+                          torch_runner(pruned), macs_of(pruned), n_params(pruned),
+                          base.miou(pruned), note="structured, global L2, no fine-tune",
+                          key=f"pruned{i}"))
+    return cases
+
+
+def contrast_cases(s: BenchmarkSettings, base: Base, eager: Case) -> list[Case]:
+    """Unstructured 50 % (same dense work) and torchvision's alternatives (speed only)."""
+    sparse = copy.deepcopy(base.model)
+    prune_permanently(sparse, 0.5)
     sparse.eval()
-    cases.append(Case(f"{name} unstructured 50%", "torch", "fp32", torch_runner(sparse), cases[0].macs,
-                      n_params(sparse), measured(sparse),
-                      note="global L1 zeros; dense MACs unchanged, no fine-tune", key="unstructured"))
-
-    if not args.no_alternatives:
-        import torchvision.models.segmentation as tvseg
-
+    cases = [Case(f"{base.name} unstructured 50%", "torch", "fp32", torch_runner(sparse),
+                  eager.macs, n_params(sparse), base.miou(sparse),
+                  note="global L1 zeros; dense MACs unchanged, no fine-tune", key="unstructured")]
+    if s.alternatives:
+        num_classes = int(base.ckpt["model_config"]["num_classes"])
         for alt in ALTERNATIVES:
-            net = getattr(tvseg, alt)(weights=None, weights_backbone=None, num_classes=num_classes).eval()
-            cases.append(Case(ALTERNATIVE_NAMES[alt], "torch", "fp32", torch_runner(net), macs_of(net),
-                              n_params(net), None, note="torchvision, random weights (speed only)",
-                              key=alt))
-    info["base_checkpoint"] = str(ckpt_path) if args.checkpoint else "random weights (no --checkpoint)"
+            net = getattr(tvseg, alt)(weights=None, weights_backbone=None,
+                                      num_classes=num_classes).eval()
+            cases.append(Case(ALTERNATIVE_NAMES[alt], "torch", "fp32", torch_runner(net),
+                              macs_of(net), n_params(net), None,
+                              note="torchvision, random weights (speed only)", key=alt))
+    return cases
+
+
+def build_cases(s: BenchmarkSettings, workdir: Path, dataset) -> tuple[list[Case], dict]:
+    """Every row but the GEMM reference, and what the report says about how they were made."""
+    info: dict = {}
+    model, ckpt, ckpt_path = load_base(s.checkpoint, s.backbone)
+    base = Base(model, ckpt, f"BiSeNet-{short(ckpt['model_config']['backbone'])}", dataset)
+    cases = runtime_cases(s, base, workdir, info)
+    cases += pruned_cases(s, base)
+    cases += contrast_cases(s, base, cases[0])
+    info["base_checkpoint"] = str(ckpt_path) if s.checkpoint else "random weights (no --checkpoint)"
     return cases, info
 
 
@@ -509,97 +498,97 @@ def _loadavg() -> str:
         return "?"
 
 
-# --- command -----------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resolutions", default="360x480", help="HxW[,HxW...] (e.g. 360x480,720x960)")
-    parser.add_argument("--checkpoint", default=None, help="trained checkpoint (default: random weights)")
-    parser.add_argument("--backbone", default="resnet18", help="backbone of the random model without --checkpoint")
-    parser.add_argument("--pruned", default=None,
-                        help="comma-separated structured-pruned checkpoints (uda-seg prune-structured); "
-                             "default: prune --ratios here, without fine-tune")
-    parser.add_argument("--ratios", default=",".join(map(str, DEFAULT_RATIOS)),
-                        help="channel-pruning ratios when --pruned is not given")
-    parser.add_argument("--data", default=None,
-                        help="make-synthetic output or CamVid folder: target test split for mIoU, "
-                             "target train split for INT8 calibration")
-    parser.add_argument("--eval-limit", type=int, default=0, help="use only the first N test images (0 = all)")
-    parser.add_argument("--eval-size", default=None, help="HxW to resize test images to (default: native)")
-    parser.add_argument("--calibration-frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of every case")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of every case first")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every usable core)")
-    parser.add_argument("--case-budget", type=float, default=20.0,
-                        help="seconds of timed runs per case and resolution; slower cases get fewer "
-                             "repeats, at least 3 (0 = always --repeats)")
-    parser.add_argument("--gap-ms", type=float, default=50.0,
-                        help="pause between cases so the previous case's worker threads stop spinning")
-    parser.add_argument("--no-alternatives", action="store_true", help="skip the torchvision models")
-    parser.add_argument("--gemm-sizes", default=",".join(map(str, GEMM_SIZES)),
-                        help="square torch.mm sizes scanned for the fp32 peak")
-    parser.add_argument("--out", default="runs/benchmark", help="folder for benchmark.json and benchmark.md")
+# --- the whole run ------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> int:
-    from uda_seg_core.optimize.export import parse_size
+@dataclass
+class BenchmarkSettings:
+    """One `uda-seg benchmark` (the flags, as plain data)."""
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args.resolutions = parse_resolutions(args.resolutions)
-    args.ratios = [float(r) for r in str(args.ratios).split(",") if r.strip()]
-    args.pruned = [p for p in (args.pruned or "").split(",") if p.strip()]
-    args.threads = args.threads or available_cores()
-    torch.set_num_threads(args.threads)
-    progress = sys.stderr.isatty()
-    load_start = _loadavg()
+    resolutions: list[tuple[int, int]] = field(default_factory=lambda: [(360, 480)])
+    checkpoint: str | None = None  # trained checkpoint; None: random weights
+    backbone: str = "resnet18"  # of the random model without a checkpoint
+    pruned: list[str] = field(default_factory=list)  # structured-pruned checkpoints
+    ratios: list[float] = field(default_factory=lambda: list(DEFAULT_RATIOS))  # else prune here
+    data: str | None = None  # make-synthetic output or CamVid folder (mIoU, calibration)
+    eval_limit: int = 0
+    eval_size: tuple[int, int] | None = None
+    calibration_frames: int = 16
+    repeats: int = 7
+    warmup: int = 1
+    threads: int = 0  # 0: every usable core
+    case_budget: float = 20.0
+    gap_ms: float = 50.0
+    alternatives: bool = True  # torchvision's models for comparison
+    gemm_sizes: list[int] = field(default_factory=lambda: list(GEMM_SIZES))
+    out: str = "runs/benchmark"
+    command: str = "uda-seg benchmark"  # recorded in the report
+    calibration: str | None = None  # set from `data` by run_benchmark
 
-    data_root = target_root(args.data)
-    args.calibration = str(data_root) if data_root else None
-    dataset, miou_data = None, None
-    if data_root is not None and args.checkpoint:
-        from uda_seg_core.train.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(args.checkpoint)
-        eval_size = parse_size(args.eval_size) if args.eval_size else None
-        dataset = test_dataset(data_root, ckpt["mean"], ckpt["std"], eval_size, args.eval_limit)
-        miou_data = f"{data_root} test split ({len(dataset)} images" + (
-            f", resized to {eval_size[0]}x{eval_size[1]})" if eval_size else ", native size)")
+def miou_dataset(s: BenchmarkSettings, data_root: Path | None):
+    """The target test split to measure mIoU on (needs a checkpoint and data), and its label."""
+    if data_root is None or not s.checkpoint:
+        return None, None
+    ckpt = load_checkpoint(s.checkpoint)
+    dataset = checkpoint_eval_split(ckpt, data_root, "test", limit=s.eval_limit,
+                                    eval_size=list(s.eval_size or []))
+    size = s.eval_size
+    return dataset, f"{data_root} test split ({len(dataset)} images" + (
+        f", resized to {size[0]}x{size[1]})" if size else ", native size)")
 
-    gemm = measure_gemm_peak([int(v) for v in str(args.gemm_sizes).split(",") if v.strip()])
+
+def time_cases(s: BenchmarkSettings, cases: list[Case], gemm: dict,
+               progress: bool) -> dict[str, list[dict]]:
+    """Every case at every resolution, interleaved with the GEMM reference row."""
     n = gemm["best_n"]
     a, b = torch.randn(n, n), torch.randn(n, n)
+    gemm_case = Case(f"GEMM fp32 {n}x{n} (peak reference)", "torch", "fp32",
+                     lambda size: (lambda: torch.mm(a, b)), lambda size: n**3, key="gemm")
+    results: dict[str, list[dict]] = {}
+    for size in s.resolutions:
+        label = f"{size[0]}x{size[1]}"
+        log.info("timing %d cases at %s (%d repeats)", len(cases) + 1, label, s.repeats)
+        runners = {c.name: c.make_runner(size) for c in [gemm_case, *cases]}
+        samples = interleaved(runners, s.repeats, s.warmup, progress, gap_s=s.gap_ms / 1e3,
+                              budget_s=s.case_budget)
+        gemm_row = summarise(gemm_case, samples[gemm_case.name], size, None)
+        rows = [gemm_row] + [summarise(c, samples[c.name], size, gemm_row["gflops"])
+                             for c in cases]
+        gemm_row["fraction_of_gemm_peak"] = 1.0
+        results[label] = rows
+    return results
+
+
+def run_benchmark(s: BenchmarkSettings, progress: bool = False) -> tuple[dict, Path, Path]:
+    """Build, time and report every case; returns the document and the JSON and markdown
+    files written to `s.out`."""
+    s.threads = s.threads or available_cores()
+    torch.set_num_threads(s.threads)
+    load_start = _loadavg()
+    data_root = target_root(s.data)
+    s.calibration = str(data_root) if data_root else None
+    dataset, miou_data = miou_dataset(s, data_root)
+    gemm = measure_gemm_peak(s.gemm_sizes)
     with tempfile.TemporaryDirectory(prefix="uda_seg_bench_") as tmp:
-        cases, info = build_cases(args, Path(tmp), dataset, progress)
-        gemm_case = Case(f"GEMM fp32 {n}x{n} (peak reference)", "torch", "fp32",
-                         lambda size: (lambda: torch.mm(a, b)), lambda size: n**3, key="gemm")
-        results: dict[str, list[dict]] = {}
-        for size in args.resolutions:
-            label = f"{size[0]}x{size[1]}"
-            log.info("timing %d cases at %s (%d repeats)", len(cases) + 1, label, args.repeats)
-            runners = {c.name: c.make_runner(size) for c in [gemm_case, *cases]}
-            samples = interleaved(runners, args.repeats, args.warmup, progress, gap_s=args.gap_ms / 1e3,
-                                  budget_s=args.case_budget)
-            gemm_row = summarise(gemm_case, samples[gemm_case.name], size, None)
-            rows = [gemm_row] + [summarise(c, samples[c.name], size, gemm_row["gflops"]) for c in cases]
-            gemm_row["fraction_of_gemm_peak"] = 1.0
-            results[label] = rows
+        cases, info = build_cases(s, Path(tmp), dataset)
+        results = time_cases(s, cases, gemm, progress)
     doc = {
-        "command": "uda-seg benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"]
-        else " ".join(sys.argv),
+        "command": s.command,
         "machine": {"cpu": cpu_name(), "cores": available_cores(), "platform": platform.platform(),
                     "loadavg_start": load_start, "loadavg_end": _loadavg()},
-        "threads": args.threads,
-        "versions": {"torch": torch.__version__, "onnxruntime": _ort_version(), "python": platform.python_version()},
-        "repeats": args.repeats, "warmup": args.warmup, "gemm": gemm, "info": info, "miou_data": miou_data,
-        "results": results,
+        "threads": s.threads,
+        "versions": {"torch": torch.__version__, "onnxruntime": _ort_version(),
+                     "python": platform.python_version()},
+        "repeats": s.repeats, "warmup": s.warmup, "gemm": gemm, "info": info,
+        "miou_data": miou_data, "results": results,
     }
     doc["checks"] = checks(results)
-    json_path, md_path = write_report(doc, Path(args.out))
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    json_path, md_path = write_report(doc, Path(s.out))
+    return doc, json_path, md_path
 
 
 def _ort_version() -> str:
-    import onnxruntime
+    import onnxruntime  # optional dependency: only its version is reported here
 
     return onnxruntime.__version__

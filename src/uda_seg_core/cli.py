@@ -4,9 +4,10 @@
     uda-seg make-synthetic --out data/synthetic
     uda-seg adapt --config config/adapt_idda2camvid.yaml adapt.discriminator=dwd
 
-Each command lives in its own module, which provides `add_arguments(parser)` and
-`run(args) -> int`; modules are imported only when their command runs, so `--help`
-stays fast and lists exactly the commands that are installed.
+Each command lives in its own module of `uda_seg_core.commands`, which provides
+`add_arguments(parser)` and `run(args) -> int`; modules are imported only when their command
+runs (by name, from the table below), so `--help` stays fast and lists exactly the commands
+that are installed.
 """
 from __future__ import annotations
 
@@ -15,26 +16,34 @@ import importlib
 import importlib.util
 import sys
 
-# command -> (module, one-line help)
+# command -> (module, one-line help); each module is uda_seg_core/commands/<command>.py
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-synthetic": ("uda_seg_core.data.synthetic", "write the synthetic two-domain dataset (IDDA + CamVid formats)"),
-    "preview": ("uda_seg_core.data.preview", "PNG grid of images and colour labels of a dataset"),
-    "train": ("uda_seg_core.train.supervised", "supervised BiSeNet (upper bound, or source only)"),
-    "adapt": ("uda_seg_core.train.adversarial", "output-space adversarial adaptation source -> target"),
-    "evaluate": ("uda_seg_core.evaluate", "accuracy, per-class IoU and mIoU of a checkpoint"),
-    "prune-sweep": ("uda_seg_core.optimize.sweep", "post-training unstructured pruning sweep with plots"),
-    "prune-structured": ("uda_seg_core.optimize.structured", "channel pruning (+ fine-tune) for real speed-ups"),
-    "export": ("uda_seg_core.optimize.export", "export a checkpoint to ONNX (fp32 or INT8)"),
-    "benchmark": ("uda_seg_core.benchmark", "latency of every backend and of the alternatives"),
-    "report": ("uda_seg_core.report", "the paper's tables and figures from a runs directory"),
-    "reproduce": ("uda_seg_core.reproduce", "run every experiment of the reduced profile and report"),
+    "make-synthetic": ("uda_seg_core.commands.make_synthetic",
+                       "write the synthetic two-domain dataset (IDDA + CamVid formats)"),
+    "preview": ("uda_seg_core.commands.preview",
+                "PNG grid of images and colour labels of a dataset"),
+    "train": ("uda_seg_core.commands.train", "supervised BiSeNet (upper bound, or source only)"),
+    "adapt": ("uda_seg_core.commands.adapt",
+              "output-space adversarial adaptation source -> target"),
+    "evaluate": ("uda_seg_core.commands.evaluate",
+                 "accuracy, per-class IoU and mIoU of a checkpoint"),
+    "prune-sweep": ("uda_seg_core.commands.prune_sweep",
+                    "post-training unstructured pruning sweep with plots"),
+    "prune-structured": ("uda_seg_core.commands.prune_structured",
+                         "channel pruning (+ fine-tune) for real speed-ups"),
+    "export": ("uda_seg_core.commands.export", "export a checkpoint to ONNX (fp32 or INT8)"),
+    "benchmark": ("uda_seg_core.commands.benchmark",
+                  "latency of every backend and of the alternatives"),
+    "report": ("uda_seg_core.commands.report",
+               "the paper's tables and figures from a runs directory"),
+    "reproduce": ("uda_seg_core.commands.reproduce",
+                  "run every experiment of the reduced profile and report"),
 }
 
 
 def available_commands() -> dict[str, tuple[str, str]]:
-    return {
-        name: spec for name, spec in COMMANDS.items() if importlib.util.find_spec(spec[0]) is not None
-    }
+    return {name: spec for name, spec in COMMANDS.items()
+            if importlib.util.find_spec(spec[0]) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module_name, help_text = commands[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"uda-seg {name}", description=module.__doc__ or help_text,
+    parser = argparse.ArgumentParser(prog=f"uda-seg {name}",
+                                     description=module.__doc__ or help_text,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(rest)

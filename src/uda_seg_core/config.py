@@ -1,20 +1,30 @@
 """One typed config tree for every job: dataclasses with commented defaults.
 
 Experiment YAML files hold only what differs from these defaults; the command line adds
-dotted overrides (`train.lr=0.01`). An unknown key or a wrong type is an error that names
-the key and the nearest valid one, never a silent default.
+dotted overrides (`train.lr=0.01`). An unknown key, a wrong type or a value outside a
+setting's choices is an error that names the key, the value and what would work, raised
+while the config is built: before a job writes anything.
 
     cfg = load_config("config/adapt_idda2camvid.yaml", ["adapt.discriminator=dwd"])
+
+A setting with a fixed set of values is typed `Literal[...]`; its names are those of the
+registry that implements it (models.BACKBONES, models.DISCRIMINATORS, data.DATASETS,
+losses.SEGMENTATION_LOSSES, train.optim.OPTIMIZERS, pruning.PRUNE_MODES; a test keeps each
+registry and its Literal equal). Devices are checked for form here (auto, cpu, cuda,
+cuda:N) and for presence when a job resolves them (`runtime.resolve_device`).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -23,19 +33,61 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
+# ImageNet statistics (RGB, 0-1 scale): the normalisation of the torchvision backbones, and
+# the default of every model, dataset and exported graph that stores none of its own.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"  # what a device setting accepts
+# Keys older configs and checkpoints may hold that no longer do anything: dropped on load,
+# with a warning naming them.
+RETIRED_KEYS = {
+    "optimise.prune_mode": "the post-training sweep runs both modes (prune-sweep --mode)",
+}
+
+log = logging.getLogger(__name__)
+
+
+def check_device(value: str, where: str) -> str:
+    """The form of a device setting; whether the device exists is runtime's question."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
+        raise ConfigError(f"{where}: {value!r} is not a device; use {DEVICE_CHOICES}")
+    return value
+
+
+def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
+    """'360x480' (height x width) or [360, 480] -> (360, 480), both positive."""
+    try:
+        h, w = (int(v) for v in (text.lower().split("x") if isinstance(text, str) else text))
+    except (ValueError, TypeError):
+        raise ConfigError(f"size {text!r} must be HEIGHTxWIDTH, e.g. 360x480") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"size {text!r} must be positive")
+    return h, w
+
+
+# The choices of each setting with a fixed set of values (see the module docstring).
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda"]
+OptimizerName = Literal["sgd", "adam", "rmsprop"]
+SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice"]
+DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd"]
+PruneMode = Literal["none", "fixed", "incremental"]
+Device = Annotated[str, check_device]
+
+
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet18"  # context path: resnet18 | resnet34 | resnet50 | resnet101
+    backbone: Backbone = "resnet18"  # context path: resnet18 | resnet34 | resnet50 | resnet101
     num_classes: int = 12  # the paper's 11 CamVid classes + Background
     pretrained: str = ""  # ImageNet weights: '' random init, a .pth path, or 'torchvision' (cache only)
 
 
 @dataclass
 class DataConfig:
-    source_format: str = "auto"  # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
+    source_format: DatasetFormat = "auto"  # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
     source_root: str = "data/synthetic/idda"
     source_sequences: list[str] = field(default_factory=list)  # only these sequences (name prefix); [] = all
-    target_format: str = "auto"  # unlabelled domain (labels used only for evaluation)
+    target_format: DatasetFormat = "auto"  # unlabelled domain (labels used only for evaluation)
     target_root: str = "data/synthetic/camvid"
     # unlabelled target training frames only from these sequences, e.g. [0001TP, 0016E5] to
     # hold 0006R0 out for evaluation on a drive adaptation never saw; [] = all
@@ -47,8 +99,8 @@ class DataConfig:
     # H, W of the network input for evaluation (the image is resized, the label never:
     # metrics stay at the frame's resolution); [] = the frame's own size
     eval_size: list[int] = field(default_factory=list)
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # ImageNet, RGB
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # RGB, 0-1 scale
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     num_workers: int = 2
     limit: int = 0  # use only the first N images of each split (0 = all); for smoke runs
 
@@ -70,7 +122,7 @@ class AugmentationConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = "sgd"  # sgd | adam | rmsprop (Table IV); the paper picks SGD
+    optimizer: OptimizerName = "sgd"  # sgd | adam | rmsprop (Table IV); the paper picks SGD
     lr: float = 2.5e-2  # initial learning rate, poly-decayed per iteration
     momentum: float = 0.9
     weight_decay: float = 1e-4  # not applied to norms and biases
@@ -80,10 +132,10 @@ class TrainConfig:
     max_iters: int = 0  # 0 = epochs * iterations per epoch
     aux_weight: float = 1.0  # alpha in eq. 4
     # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice
-    loss: str = "dice"
+    loss: SegmentationLossName = "dice"
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision (CUDA only)
     channels_last: bool = False  # memory format (CUDA only)
     checkpoint_every: int = 200  # iterations between resumable checkpoints
@@ -94,14 +146,14 @@ class TrainConfig:
 
 @dataclass
 class AdaptConfig:
-    discriminator: str = "fcd"  # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work)
+    discriminator: DiscriminatorName = "fcd"  # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work)
     lambda_adv: float = 0.001  # weight of L_adv in eq. 1
     d_lr: float = 1e-4  # Adam, same poly decay as the segmentation network
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     d_width: int = 64  # channels of the first discriminator layer (doubles per layer)
     dropout: float = 0.0  # dropout after each conv+activation in D (the paper tries 0.01)
     rank: float = 0.5  # TFD/CPD rank: fraction of the dense layer's parameters kept (tltorch float rank)
-    prune: str = "none"  # during-training pruning of D: none | fixed | incremental
+    prune: PruneMode = "none"  # during-training pruning of D: none | fixed | incremental
     prune_amount: float = 0.2  # fixed sparsity
     prune_rate: float = 0.005  # incremental sparsity = prune_rate * epoch
     prune_keep_masks: bool = False  # False = the paper's behaviour: zeros may regrow
@@ -111,19 +163,20 @@ class AdaptConfig:
 class OptimiseConfig:
     """Post-training compression of the segmentation network."""
 
-    prune_mode: str = "global"  # unstructured PTP: module | global
     sparsities: list[float] = field(default_factory=lambda: [round(0.05 * i, 2) for i in range(18)])
-    structured_ratio: float = 0.0  # channel-pruning ratio with torch-pruning (0 = off)
-    finetune_iters: int = 0  # short fine-tune after structured pruning
+    # `uda-seg prune-structured` (unless its flags say otherwise): the fraction of channels
+    # removed, and the fine-tune iterations after the cut; a pruned checkpoint records both
+    structured_ratio: float = 0.5
+    finetune_iters: int = 0
 
 
 @dataclass
 class InferenceConfig:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | fp16 (CUDA only)
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "fp16"] = "fp32"  # fp16 on CUDA only
     backend: str = "auto"  # auto (from the file extension) | torch | onnxruntime
     input_size: list[int] = field(default_factory=lambda: [360, 480])  # H, W fed to the network
-    output_size: str = "input"  # input (resize mask back) | network
+    output_size: Literal["input", "network"] = "input"  # input (resize mask back) | network
 
 
 @dataclass
@@ -143,8 +196,20 @@ def _nearest(key: str, options: typing.Iterable[str]) -> str:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check `value` against the annotation `tp`; ints widen to floats, nothing else."""
+    """Check `value` against the annotation `tp`; ints widen to floats, nothing else. A
+    Literal admits only its values; an Annotated type runs its checks after the base type's."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is Annotated:
+        base, *checks = typing.get_args(tp)
+        value = _coerce(value, base, where)
+        for check in checks:
+            value = check(value, where)
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, tuple):
@@ -174,10 +239,13 @@ def merge(node: Any, updates: dict, prefix: str = "") -> Any:
     """Merge a nested dict into a dataclass node in place, strictly."""
     if not isinstance(updates, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {updates!r}")
-    hints = typing.get_type_hints(type(node))
+    hints = typing.get_type_hints(type(node), include_extras=True)
     names = [f.name for f in dataclasses.fields(node)]
     for key, value in updates.items():
         where = f"{prefix}{key}"
+        if where in RETIRED_KEYS:
+            log.warning("config key '%s' is retired and ignored: %s", where, RETIRED_KEYS[where])
+            continue
         if key not in names:
             raise ConfigError(f"unknown config key '{where}'{_nearest(str(key), names)}")
         current = getattr(node, key)

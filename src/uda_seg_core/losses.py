@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from uda_seg_core.data.labels import IGNORE_INDEX
+from uda_seg_core.labels import IGNORE_INDEX
 
 SOURCE_LABEL = 0
 TARGET_LABEL = 1
@@ -136,3 +136,11 @@ def discriminator_loss(d_logits: torch.Tensor, domain_label: int) -> torch.Tenso
 def adversarial_loss(d_logits_target: torch.Tensor, source_label: int = SOURCE_LABEL) -> torch.Tensor:
     """Eq. 5: the segmentation network fools D when target predictions are judged source."""
     return discriminator_loss(d_logits_target, source_label)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per pixel over the classes, averaged over the pixels: how far
+    a pruned network's softmax is from the unpruned one's (knowledge distillation)."""
+    log_p_s = F.log_softmax(student_logits.float(), dim=1)
+    log_p_t = F.log_softmax(teacher_logits.float(), dim=1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()

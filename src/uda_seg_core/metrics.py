@@ -1,6 +1,7 @@
 """Segmentation metrics from one confusion matrix: pixel accuracy, per-class IoU, mIoU.
 
-Shared by training-time validation and `uda-seg evaluate`. Rows are ground truth, columns
+Shared by training-time validation, `uda-seg evaluate`, the pruning sweep, the benchmark and
+the rosbag evaluator: `evaluate_model(model, dataset, device)` is the measurement. Rows are ground truth, columns
 predictions; pixels whose label is `ignore_index` are not counted. The headline mIoU is
 over the 11 named classes (Background excluded, as in the paper); `miou_all` adds
 Background. A class absent from both the predictions and the labels has IoU NaN and is
@@ -20,13 +21,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
 
-from uda_seg_core.data.labels import (
-    CLASS_NAMES,
-    IGNORE_INDEX,
-    NAMED_CLASSES,
-    NUM_CLASSES,
-)
+from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, NAMED_CLASSES, NUM_CLASSES
 
 
 def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
@@ -138,18 +138,87 @@ class ConfusionMatrix:
 
     def table(self) -> str:
         """Markdown table: per-class IoU, then mIoU (11), mIoU (all) and pixel accuracy."""
-        lines = ["| class | IoU |", "|---|---:|"]
-        for name, value in zip(self.class_names, self.iou.tolist()):
-            lines.append(f"| {name} | {_fmt(value)} |")
-        lines.append(f"| **mIoU (named classes)** | {_fmt(self.miou())} |")
-        lines.append(f"| **mIoU (all {self.num_classes})** | {_fmt(self.miou_all)} |")
-        lines.append(f"| **pixel accuracy** | {_fmt(self.pixel_accuracy)} |")
-        return "\n".join(lines)
+        return summary_table(self.summary())
+
+
+def summary_table(summary: dict) -> str:
+    """The markdown table of a `ConfusionMatrix.summary()` (as stored in metrics.json)."""
+    iou = summary["per_class_iou"]
+    lines = ["| class | IoU |", "|---|---:|"]
+    lines += [f"| {name} | {_fmt(value)} |" for name, value in iou.items()]
+    lines.append(f"| **mIoU (named classes)** | {_fmt(summary['miou'])} |")
+    lines.append(f"| **mIoU (all {len(iou)})** | {_fmt(summary['miou_12'])} |")
+    lines.append(f"| **pixel accuracy** | {_fmt(summary['accuracy'])} |")
+    return "\n".join(lines)
 
 
 def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def _logits_of(output) -> torch.Tensor:
+    """Logits from any output mode: the main head of a train-mode tuple, or the tensor."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def predict_ids(model: nn.Module, images: torch.Tensor, size: tuple[int, int] | None = None,
+                amp: bool = False) -> torch.Tensor:
+    """Class ids (N, H, W) for a normalised batch; logits are resized to `size` (the label's)
+    when the network's output differs from it."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16,
+                        enabled=amp and images.device.type == "cuda"):
+        out = _logits_of(model(images))
+    if not out.is_floating_point():  # a model in 'pred' mode already returns ids
+        out = out.long()
+        if size is not None and tuple(out.shape[-2:]) != tuple(size):
+            out = F.interpolate(out[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        return out
+    if size is not None and tuple(out.shape[-2:]) != tuple(size):
+        out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False)
+    return out.argmax(dim=1)
+
+
+@torch.inference_mode()
+def evaluate_model(model: nn.Module, dataset: Dataset, device: str | torch.device, batch_size: int = 1,
+                   num_workers: int = 0, distributed: bool = False, amp: bool = False,
+                   channels_last: bool = False, num_classes: int | None = None,
+                   progress: bool = False) -> ConfusionMatrix:
+    """Confusion matrix of `model` (eval mode) over a labelled `dataset` of transformed items.
+
+    Under torchrun with `distributed=True` each rank measures every world_size-th image
+    and the matrices are summed, so every image counts exactly once. The model's
+    train/eval mode is restored afterwards.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    if num_classes is None:
+        num_classes = int(getattr(model, "num_classes", 12))
+    cm = ConfusionMatrix(num_classes)
+    cm.mat = cm.mat.to(device)  # nccl reduces GPU tensors; an empty shard must match
+    if distributed and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        dataset = Subset(dataset, range(rank, len(dataset), world))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if progress:
+        loader = tqdm(loader, desc="evaluate", dynamic_ncols=True)
+    try:
+        for batch in loader:
+            if "label" not in batch:
+                raise ValueError("evaluate_model needs labelled items; this dataset was opened "
+                                 "without labels")
+            images = batch["image"].to(device)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = batch["label"].to(device)
+            cm.update(predict_ids(model, images, tuple(labels.shape[-2:]), amp), labels)
+    finally:
+        model.train(was_training)
+    if distributed:
+        cm.all_reduce()
+    return cm
+

@@ -44,6 +44,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from uda_seg_core.checkpoint import save_checkpoint
+from uda_seg_core.config import from_dict
+from uda_seg_core.models import load_model
+from uda_seg_core.pruning import prune_permanently
+from uda_seg_core.study.stages import StageError, Stages
 from uda_seg_ros.bag import IMAGE_TOPIC
 
 MASK_TOPIC = "segmentation/class_mask"
@@ -77,8 +82,8 @@ class DemoSettings:
         return h, w
 
 
-class DemoError(RuntimeError):
-    """A stage that failed; the message names it and where its log is."""
+# A stage that failed; the message names it and where its log is.
+DemoError = StageError
 
 
 class Progress:
@@ -119,41 +124,6 @@ def bag_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "uda_seg_ros.bag", *args]
 
 
-# ------------------------------------------------------------------ reusable stages
-
-class Stages:
-    """Skips a stage whose settings and outputs are unchanged since the last run; once one
-    stage runs, every later one runs too (its inputs changed)."""
-
-    def __init__(self, out: Path, fresh: bool):
-        self.dir = out / "stages"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.dirty = fresh
-
-    def current(self, name: str, params: dict, outputs: list[Path]) -> bool:
-        stamp = self.dir / f"{name}.json"
-        if self.dirty or not stamp.is_file() or not all(p.exists() for p in outputs):
-            return False
-        try:
-            return json.loads(stamp.read_text()) == params
-        except json.JSONDecodeError:
-            return False
-
-    def run(self, name: str, params: dict, outputs: list[Path], action) -> bool:
-        """Run `action()` unless current; returns True when it ran."""
-        if self.current(name, params, outputs):
-            print("    unchanged since the last run: reused (--fresh redoes it)", flush=True)
-            return False
-        self.dirty = True
-        (self.dir / f"{name}.json").unlink(missing_ok=True)
-        action()
-        missing = [str(p) for p in outputs if not p.exists()]
-        if missing:
-            raise DemoError(f"stage {name} finished without writing {', '.join(missing)}")
-        (self.dir / f"{name}.json").write_text(json.dumps(params, indent=2) + "\n")
-        return True
-
-
 def choose_threads(requested: int) -> int:
     """Threads per process: `requested` if > 0; else 1 when the load average shows other
     jobs on the cores, and 0 (torch's default, all cores) on an idle machine.
@@ -188,18 +158,8 @@ def training_overrides(s: DemoSettings, out: Path, run_name: str, iters: int) ->
 
 def prune_unstructured(checkpoint: Path, out: Path, amount: float) -> dict:
     """The paper's post-training pruning: global L1 over every conv, zeros made permanent."""
-    from uda_seg_core.config import from_dict
-    from uda_seg_core.optimize.pruning import (
-        prune_global,
-        remove_masks,
-        sparsity_report,
-    )
-    from uda_seg_core.train.checkpoint import load_model, save_checkpoint
-
     model, ckpt = load_model(checkpoint)
-    prune_global(model, amount)
-    remove_masks(model)
-    report = sparsity_report(model)
+    report = prune_permanently(model, amount)
     cfg = from_dict(ckpt["config"])
     save_checkpoint(out, model, cfg, pruning={"kind": "global_unstructured", "amount": amount,
                                               "source_checkpoint": str(checkpoint)})
@@ -362,117 +322,149 @@ def summary_table(offline: dict[str, dict], live: dict[str, dict], served: str) 
 
 # ------------------------------------------------------------------ main
 
-def run_demo(s: DemoSettings, fresh: bool = False) -> dict:
-    # Absolute: checkpoints remember their data roots, and prune-structured's fine-tune reads them.
-    out = Path(s.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    progress = Progress()
-    stages = Stages(out, fresh)
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class DemoRun:
+    """What the stages of one demo share: settings, folders, progress and the models made."""
+
+    s: DemoSettings
+    out: Path
+    progress: Progress
+    stages: Stages
+    checkpoints: dict[str, Path]
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def stage(self, name: str, params: dict, outputs: list[Path], action) -> bool:
+        return self.stages.run(name, params, outputs, action, say=say)
+
+
+def data_and_training(d: DemoRun) -> None:
+    """Stages 1-3: the synthetic pair, the source-only and the adapted model."""
+    s, out, data = d.s, d.out, d.data
     h, w = s.hw
-    data = out / "data"
-    threads = choose_threads(s.threads)
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by every child
-    print(f"uda_seg demo -> {out}  (settings: {json.dumps(asdict(s))}; "
-          f"threads per process: {threads or 'all cores'})", flush=True)
-
-    t = progress.stage(1, "data", f"synthetic sim/real pair at {h}x{w}")
-    stages.run("data", {"seed": s.seed, "size": s.size, "num_source": s.num_source,
-                        "num_target": s.num_target},
-               [data / "idda" / "rgb", data / "camvid" / "test"],
-               lambda: run_step(cli("make-synthetic", "--out", str(data), "--seed", str(s.seed),
-                                    "--size", f"{h}x{w}", "--num-source", str(s.num_source),
-                                    "--num-target", str(s.num_target)), "make-synthetic"))
-    progress.done("data", t)
-
+    t = d.progress.stage(1, "data", f"synthetic sim/real pair at {h}x{w}")
+    d.stage("data", {"seed": s.seed, "size": s.size, "num_source": s.num_source,
+                     "num_target": s.num_target},
+            [data / "idda" / "rgb", data / "camvid" / "test"],
+            lambda: run_step(cli("make-synthetic", "--out", str(data), "--seed", str(s.seed),
+                                 "--size", f"{h}x{w}", "--num-source", str(s.num_source),
+                                 "--num-target", str(s.num_target)), "make-synthetic"))
+    d.progress.done("data", t)
     runs = out / "runs"
-    checkpoints = {"source only": runs / "source_only" / "best.pt",
-                   "adapted (FCD)": runs / "adapted_fcd" / "best.pt"}
-    t = progress.stage(2, "source", f"BiSeNet-R18 on sim labels only, {s.iters} iterations")
+    d.checkpoints.update({"source only": runs / "source_only" / "best.pt",
+                          "adapted (FCD)": runs / "adapted_fcd" / "best.pt"})
+    t = d.progress.stage(2, "source", f"BiSeNet-R18 on sim labels only, {s.iters} iterations")
     params = {"iters": s.iters, "batch": s.batch_size, "seed": s.seed}
-    stages.run("source", params, [checkpoints["source only"]], lambda: run_step(
-        cli("train", "--overwrite", *training_overrides(s, out, "source_only", s.iters)), "uda-seg train"))
-    progress.done("source", t)
-
-    t = progress.stage(3, "adapt", f"adversarial adaptation with FCD, {s.adapt_iters} iterations")
+    d.stage("source", params, [d.checkpoints["source only"]], lambda: run_step(
+        cli("train", "--overwrite", *training_overrides(s, out, "source_only", s.iters)),
+        "uda-seg train"))
+    d.progress.done("source", t)
+    t = d.progress.stage(3, "adapt", f"adversarial adaptation with FCD, {s.adapt_iters} iterations")
     params = {"iters": s.adapt_iters, "batch": s.batch_size, "seed": s.seed}
-    stages.run("adapt", params, [checkpoints["adapted (FCD)"]], lambda: run_step(
+    d.stage("adapt", params, [d.checkpoints["adapted (FCD)"]], lambda: run_step(
         cli("adapt", "--overwrite", *training_overrides(s, out, "adapted_fcd", s.adapt_iters),
             "adapt.discriminator=fcd"), "uda-seg adapt"))
-    progress.done("adapt", t)
+    d.progress.done("adapt", t)
 
-    t = progress.stage(4, "prune", f"global unstructured {s.unstructured:.0%} and structured "
-                       f"{s.structured:.0%} channels + {s.finetune_iters}-iteration fine-tune")
-    pruned = out / "pruned"
-    unstructured_name = f"adapted + unstructured {s.unstructured:.0%}"
-    structured_name = f"adapted + structured {s.structured:.0%}"
-    checkpoints[unstructured_name] = pruned / "adapted_unstructured.pt"
-    checkpoints[structured_name] = pruned / "adapted_structured.pt"
+
+def pruning(d: DemoRun) -> tuple[str, str]:
+    """Stage 4: unstructured and structured pruning of the adapted model; returns the names
+    of the two pruned models."""
+    s = d.s
+    t = d.progress.stage(4, "prune", f"global unstructured {s.unstructured:.0%} and structured "
+                         f"{s.structured:.0%} channels + {s.finetune_iters}-iteration fine-tune")
+    pruned, adapted = d.out / "pruned", d.checkpoints["adapted (FCD)"]
+    unstructured = f"adapted + unstructured {s.unstructured:.0%}"
+    structured = f"adapted + structured {s.structured:.0%}"
+    d.checkpoints[unstructured] = pruned / "adapted_unstructured.pt"
+    d.checkpoints[structured] = pruned / "adapted_structured.pt"
 
     def prune() -> None:
         pruned.mkdir(parents=True, exist_ok=True)
-        report = prune_unstructured(checkpoints["adapted (FCD)"], checkpoints[unstructured_name],
-                                    s.unstructured)
-        print(f"    global unstructured: {report['zeros']:,} of {report['numel']:,} weights are zero "
-              f"({report['sparsity']:.1%})", flush=True)
-        argv = cli("prune-structured", "--checkpoint", str(checkpoints["adapted (FCD)"]),
+        report = prune_unstructured(adapted, d.checkpoints[unstructured], s.unstructured)
+        say(f"    global unstructured: {report['zeros']:,} of {report['numel']:,} weights are "
+            f"zero ({report['sparsity']:.1%})")
+        argv = cli("prune-structured", "--checkpoint", str(adapted),
                    "--ratio", str(s.structured), "--finetune-iters", str(s.finetune_iters),
                    # best.pt holds no discriminator: a fresh FCD keeps the fine-tune adversarial
                    # (a supervised one would pull the model back towards the source domain).
                    "--finetune-method", "adversarial",
-                   "--device", "cpu", "--out", str(checkpoints[structured_name]))
+                   "--device", "cpu", "--out", str(d.checkpoints[structured]))
         run_step(argv, "uda-seg prune-structured")
 
     params = {"unstructured": s.unstructured, "structured": s.structured,
               "finetune_iters": s.finetune_iters}
-    stages.run("prune", params, [checkpoints[unstructured_name], checkpoints[structured_name]], prune)
-    progress.done("prune", t)
+    d.stage("prune", params, [d.checkpoints[unstructured], d.checkpoints[structured]], prune)
+    d.progress.done("prune", t)
+    return unstructured, structured
 
-    t = progress.stage(5, "evaluate", "offline mIoU of every model on the CamVid-style test split")
-    offline: dict[str, dict] = {}
-    eval_dir = out / "eval"
+
+def offline_evaluation(d: DemoRun) -> dict[str, dict]:
+    """Stage 5: `uda-seg evaluate` of every model on the CamVid-style test split."""
+    t = d.progress.stage(5, "evaluate", "offline mIoU of every model on the CamVid-style test split")
+    eval_dir = d.out / "eval"
 
     def evaluate_all() -> None:
         eval_dir.mkdir(parents=True, exist_ok=True)
-        for i, (name, ckpt) in enumerate(checkpoints.items()):
-            metrics = evaluate_offline(ckpt, data / "camvid", eval_dir / f"model{i}")
-            print(f"    {name}: mIoU {_pct(metrics['miou'])}, pixel accuracy {_pct(metrics['accuracy'])}",
-                  flush=True)
+        for i, (name, ckpt) in enumerate(d.checkpoints.items()):
+            metrics = evaluate_offline(ckpt, d.data / "camvid", eval_dir / f"model{i}")
+            say(f"    {name}: mIoU {_pct(metrics['miou'])}, pixel accuracy "
+                f"{_pct(metrics['accuracy'])}")
 
-    stages.run("evaluate", {"models": list(checkpoints)},
-               [eval_dir / f"model{i}" / "metrics.json" for i in range(len(checkpoints))], evaluate_all)
-    for i, name in enumerate(checkpoints):
-        offline[name] = json.loads((eval_dir / f"model{i}" / "metrics.json").read_text())
-    progress.done("evaluate", t)
+    d.stage("evaluate", {"models": list(d.checkpoints)},
+            [eval_dir / f"model{i}" / "metrics.json" for i in range(len(d.checkpoints))],
+            evaluate_all)
+    offline = {name: json.loads((eval_dir / f"model{i}" / "metrics.json").read_text())
+               for i, name in enumerate(d.checkpoints)}
+    d.progress.done("evaluate", t)
+    return offline
 
-    t = progress.stage(6, "bag", f"CamVid-style test split -> rosbag2 (mcap), {s.fps:g} fps stamps")
-    bag = out / "camvid_test_bag"
-    stages.run("bag", {"fps": s.fps}, [bag / "metadata.yaml"], lambda: run_step(
-        bag_cli("write", "--camvid", str(data / "camvid"), "--split", "test", "--out", str(bag),
+
+def write_bag(d: DemoRun, frames: int) -> Path:
+    """Stage 6: the test split as a rosbag2 (mcap) file."""
+    s = d.s
+    t = d.progress.stage(6, "bag", f"CamVid-style test split -> rosbag2 (mcap), {s.fps:g} fps stamps")
+    bag = d.out / "camvid_test_bag"
+    d.stage("bag", {"fps": s.fps}, [bag / "metadata.yaml"], lambda: run_step(
+        bag_cli("write", "--camvid", str(d.data / "camvid"), "--split", "test", "--out", str(bag),
                 "--fps", str(s.fps), "--overwrite"), "uda-seg-bag write"))
-    frames = offline[unstructured_name]["images"]
-    progress.done("bag", t, f"{frames} frames")
+    d.progress.done("bag", t, f"{frames} frames")
+    return bag
 
+
+def live(d: DemoRun, served: str, bag: Path, frames: int) -> dict[str, dict]:
+    """Stages 7-8: the node on the served model, paced, then at the bag's own rate."""
+    s, out = d.s, d.out
     domain, _lock = claim_domain_id()
     env = ros_environment(domain)
-    live: dict[str, dict] = {}
-    served = unstructured_name if s.serve == "unstructured" else structured_name
-    t = progress.stage(7, "live paced", f"node on '{served}', every frame (ROS_DOMAIN_ID={domain})")
-    live["paced, every frame"] = live_run("paced", checkpoints[served], bag, frames, out, env,
-                                          paced=True)
-    progress.done("live paced", t)
+    results: dict[str, dict] = {}
+    t = d.progress.stage(7, "live paced", f"node on '{served}', every frame (ROS_DOMAIN_ID={domain})")
+    results["paced, every frame"] = live_run("paced", d.checkpoints[served], bag, frames, out, env,
+                                             paced=True)
+    d.progress.done("live paced", t)
     if s.realtime:
-        t = progress.stage(8, "live 30 fps", f"the bag at its recorded {s.fps:g} fps, camera QoS")
-        live[f"real time, {s.fps:g} fps"] = live_run("realtime", checkpoints[served], bag, frames,
-                                                     out, env, paced=False)
-        progress.done("live 30 fps", t)
+        t = d.progress.stage(8, "live 30 fps", f"the bag at its recorded {s.fps:g} fps, camera QoS")
+        results[f"real time, {s.fps:g} fps"] = live_run("realtime", d.checkpoints[served], bag,
+                                                        frames, out, env, paced=False)
+        d.progress.done("live 30 fps", t)
+    return results
 
-    table = summary_table(offline, live, served)
-    paced = live["paced, every frame"]
+
+def write_summary(d: DemoRun, offline: dict, results: dict, served: str, bag: Path) -> dict:
+    """The table and its notes on stdout, in summary.md and (with the numbers) summary.json."""
+    frames = offline[served]["images"]
+    table = summary_table(offline, results, served)
+    paced = results["paced, every frame"]
     gap = None
     if paced.get("miou") is not None and offline[served].get("miou") is not None:
         gap = 100 * abs(paced["miou"] - offline[served]["miou"])
-    total = time.monotonic() - progress.start
+    total = time.monotonic() - d.progress.start
     gap_text = "n/a" if gap is None else f"{gap:.2f}"
     fh, fw = bag_frame_size(bag)
     notes = [
@@ -482,17 +474,36 @@ def run_demo(s: DemoSettings, fresh: bool = False) -> dict:
          f"({paced['frames_missed']} frames missed)."),
         ("node latency = image received -> mask published inside the node; end-to-end = "
          "header stamp (set by the player at publish) -> mask published."),
-        f"wall time {total / 60:.1f} min; stage seconds: {json.dumps(progress.times)}",
+        f"wall time {total / 60:.1f} min; stage seconds: {json.dumps(d.progress.times)}",
     ]
     text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
-    print("\n" + text, flush=True)
-    summary = {"settings": asdict(s), "offline": offline, "live": live, "served": served,
-               "paced_vs_offline_points": gap, "stage_seconds": progress.times,
+    say("\n" + text)
+    summary = {"settings": asdict(d.s), "offline": offline, "live": results, "served": served,
+               "paced_vs_offline_points": gap, "stage_seconds": d.progress.times,
                "wall_seconds": round(total, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(text + "\n")
-    print(f"\nwritten: {out / 'summary.md'}, {out / 'summary.json'}", flush=True)
+    (d.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (d.out / "summary.md").write_text(text + "\n")
+    say(f"\nwritten: {d.out / 'summary.md'}, {d.out / 'summary.json'}")
     return summary
+
+
+def run_demo(s: DemoSettings, fresh: bool = False) -> dict:
+    # Absolute: checkpoints remember their data roots, and prune-structured's fine-tune reads them.
+    out = Path(s.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    d = DemoRun(s, out, Progress(), Stages(out, fresh), {})
+    threads = choose_threads(s.threads)
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by every child
+    say(f"uda_seg demo -> {out}  (settings: {json.dumps(asdict(s))}; "
+        f"threads per process: {threads or 'all cores'})")
+    data_and_training(d)
+    unstructured, structured = pruning(d)
+    offline = offline_evaluation(d)
+    frames = offline[unstructured]["images"]
+    bag = write_bag(d, frames)
+    served = unstructured if s.serve == "unstructured" else structured
+    return write_summary(d, offline, live(d, served, bag, frames), served, bag)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_seg_core.data import (
+from uda_seg_core.data.base import (
     DatasetFormatError,
     SegmentationDataset,
     image_files,
-    layout_hint,
     natural_key,
     pair_by_name,
     read_unchanged,
 )
-from uda_seg_core.data.labels import (
+from uda_seg_core.data.formats import layout_hint
+from uda_seg_core.labels import (
     BACKGROUND,
     CAMVID_NAME_TO_CLASS,
     camvid_colour_to_class,

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_seg_core.data import (
+from uda_seg_core.data.base import (
     DatasetFormatError,
     SegmentationDataset,
     image_files,
-    layout_hint,
     list_names,
     natural_key,
     pair_by_name,
     read_unchanged,
 )
-from uda_seg_core.data.labels import BACKGROUND, IDDA_TO_CLASS, idda_to_ids
+from uda_seg_core.data.formats import layout_hint
+from uda_seg_core.labels import BACKGROUND, IDDA_TO_CLASS, idda_to_ids
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,13 @@ std, saturation, gradient energy, high-frequency energy) so two domains can be c
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from uda_seg_core.data import DatasetFormatError, build_dataset, detect_format, resolve_format
-from uda_seg_core.data.labels import ids_to_rgb
+from uda_seg_core.labels import ids_to_rgb
 
 TILE_HEIGHT = 180
 CAMVID_SPLITS = ("train", "val", "test")
@@ -122,19 +121,3 @@ def make_preview(root: str | Path, out: str | Path, fmt: str = "auto", split: li
     if not cv2.imwrite(str(out), grid[..., ::-1]):
         raise OSError(f"could not write {out}")
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", help="dataset folder, or a make-synthetic output folder")
-    parser.add_argument("--format", default="auto", choices=["auto", "camvid", "camvid_segnet", "idda"],
-                        help="dataset layout (default: detect)")
-    parser.add_argument("--split", nargs="+", default=None,
-                        help="split(s) to show (default: every CamVid split; IDDA 'all')")
-    parser.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
-    parser.add_argument("--n", type=int, default=8, help="rows (samples) per dataset (default 8)")
-
-
-def run(args: argparse.Namespace) -> int:
-    path = make_preview(args.root, args.out, args.format, args.split, args.n)
-    print(f"wrote {path}")
-    return 0

@@ -31,7 +31,6 @@ Same seed -> same bytes. Numbers measured on this data are not CamVid numbers.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
@@ -44,7 +43,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uda_seg_core.data.labels import (
+from uda_seg_core.data import build_dataset
+from uda_seg_core.data.preview import channel_stats
+from uda_seg_core.labels import (
     BACKGROUND,
     CAMVID_COLOURS,
     IDDA_ID_NAMES,
@@ -987,9 +988,6 @@ def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240,
                    "sequences": [s[0] for s in CAMVID_SEQUENCES], "dusk": "0001TP"},
     }
     if stats_frames:
-        from uda_seg_core.data import build_dataset
-        from uda_seg_core.data.preview import channel_stats
-
         summary["appearance"] = {
             "idda": channel_stats(build_dataset("idda", out / "idda", "all"), stats_frames),
             "camvid": channel_stats(build_dataset("camvid", out / "camvid", ["train", "val", "test"]),
@@ -999,49 +997,3 @@ def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240,
     summary["frames_per_cpu_second"] = {"idda": round(n_src / max(mid - start, 1e-9), 1),
                                         "camvid": round(sum(counts.values()) / max(end - mid, 1e-9), 1)}
     return summary
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HxW (e.g. 240x320), got {text!r}") from None
-    return h, w
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
-    parser.add_argument("--seed", type=int, default=0, help="same seed -> same bytes (default 0)")
-    parser.add_argument("--size", type=parse_size, default=(240, 320),
-                        help="IDDA-style frame size HxW; CamVid frames are 4:3 of about the same area "
-                             "(default 240x320)")
-    parser.add_argument("--num-source", type=int, default=200, help="sim (IDDA format) frames (default 200)")
-    parser.add_argument("--num-target", type=int, default=200,
-                        help="real (CamVid format) frames, split 60/20/20 per sequence (default 200)")
-    parser.add_argument("--stats-frames", type=int, default=32,
-                        help="frames per domain for the appearance statistics (0 = skip)")
-
-
-def format_stats(name: str, stats: dict) -> str:
-    mean = "/".join(f"{v:.0f}" for v in stats["mean"])
-    std = "/".join(f"{v:.0f}" for v in stats["std"])
-    return (f"  {name:7s} mean RGB {mean}  std RGB {std}  saturation {stats['saturation']:.0f}  "
-            f"gradient {stats['gradient']:.1f}  high-freq {stats['high_freq']:.2f}")
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = make_synthetic(args.out, args.seed, args.size, args.num_source, args.num_target,
-                             args.stats_frames)
-    fps = summary["frames_per_cpu_second"]
-    cam = summary["camvid"]
-    print(f"wrote {summary['idda']['frames']} sim frames ({args.size[0]}x{args.size[1]}) to "
-          f"{Path(args.out) / 'idda'} at {fps['idda']} frames per CPU-second")
-    print(f"wrote {sum(cam['frames'].values())} real frames ({cam['size'][0]}x{cam['size'][1]}; "
-          + ", ".join(f"{k} {v}" for k, v in cam["frames"].items())
-          + f") to {Path(args.out) / 'camvid'} at {fps['camvid']} frames per CPU-second")
-    if "appearance" in summary:
-        print("appearance gap (per-channel statistics, 0-255 scale):")
-        for name, stats in summary["appearance"].items():
-            print(format_stats(name, stats))
-    print("numbers measured on this synthetic data are not CamVid numbers")
-    return 0

@@ -16,7 +16,8 @@ With a seed, a sample's augmentation depends only on (seed, epoch, sample index)
 dataset calls `tf.reseed(index)` before each sample and `data.set_epoch(ds, epoch)`
 changes the epoch, so results do not depend on the number of DataLoader workers.
 
-Table III rows as YAML (`augmentation:` section), e.g. Aug 5:
+Table III rows as YAML (`augmentation:` section; all six in
+`study.experiments.TABLE_III_AUGMENTATIONS`), e.g. Aug 5:
     hflip: 0.5
     blur_sigma: [1.0, 2.0]
     linear_contrast: [0.75, 1.5]
@@ -30,35 +31,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import yaml
 
-from uda_seg_core.config import AugmentationConfig, DataConfig, merge
-from uda_seg_core.data.labels import IGNORE_INDEX
-
-# The paper's Table III, one complete `augmentation:` section per row. The default
-# AugmentationConfig is Aug 3, the row the paper keeps.
-_NO_PIXEL_AUG = {"linear_contrast": [], "noise_std": [], "noise_p": 0.5, "multiply": [], "multiply_p": 0.5}
-_ALL_PIXEL_AUG = {"linear_contrast": [0.75, 1.5], "noise_std": [0.0, 0.05 * 255], "noise_p": 0.5,
-                  "multiply": [0.8, 1.2], "multiply_p": 0.5}
-TABLE_III: dict[str, dict] = {
-    "baseline": {"hflip": 0.0, "blur_sigma": [], "blur_p": 1.0, **_NO_PIXEL_AUG},
-    "aug1": {"hflip": 0.5, "blur_sigma": [], "blur_p": 1.0, **_NO_PIXEL_AUG},
-    "aug2": {"hflip": 0.5, "blur_sigma": [0.0, 3.0], "blur_p": 1.0, **_NO_PIXEL_AUG},
-    "aug3": {"hflip": 0.5, "blur_sigma": [1.0, 2.0], "blur_p": 1.0, **_NO_PIXEL_AUG},
-    "aug4": {"hflip": 0.0, "blur_sigma": [0.0, 3.0], "blur_p": 1.0, **_ALL_PIXEL_AUG},
-    "aug5": {"hflip": 0.5, "blur_sigma": [1.0, 2.0], "blur_p": 1.0, **_ALL_PIXEL_AUG},
-}
-
-
-def table_iii_yaml(row: str) -> str:
-    """The `augmentation:` YAML section of one Table III row ('baseline', 'aug1' ... 'aug5')."""
-    return yaml.safe_dump({"augmentation": TABLE_III[row]}, sort_keys=False)
-
-
-def table_iii_config(row: str) -> AugmentationConfig:
-    return merge(AugmentationConfig(), yaml.safe_load(table_iii_yaml(row))["augmentation"],
-                 "augmentation.")
-
+from uda_seg_core.config import AugmentationConfig, DataConfig
+from uda_seg_core.labels import IGNORE_INDEX
 
 def _range(values: list[float], field: str) -> tuple[float, float] | None:
     """[] -> None (off), [v] -> (v, v), [lo, hi] -> (lo, hi); anything else is an error."""

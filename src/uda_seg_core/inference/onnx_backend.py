@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_seg_core.data.labels import CLASS_NAMES, PALETTE
+from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
+from uda_seg_core.labels import CLASS_NAMES, PALETTE
 from uda_seg_core.inference.segmenter import ModelInfo, SegmenterError, register_backend
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".onnx",)
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 class OnnxBackendError(SegmenterError):

@@ -26,8 +26,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from uda_seg_core.config import InferenceConfig
-from uda_seg_core.data.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
+from uda_seg_core import runtime
+from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
+from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 from uda_seg_core.inference.latency import LatencyTracker
 
 PRECISIONS = ("fp32", "fp16")
@@ -113,30 +114,8 @@ def _unavailable() -> str:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' if a GPU is usable, else 'cpu'; a CUDA device that is not there is
-    an error that says so."""
-    import torch
-
-    device = (device or "auto").strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            build = "a CPU-only torch build" if torch.version.cuda is None else "no visible GPU"
-            raise SegmenterError(
-                f"device {device!r} asked for, but CUDA is not available ({build}); "
-                f"use device 'cpu' or 'auto'"
-            )
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise SegmenterError(
-                f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices "
-                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
-            )
-        return device
-    raise SegmenterError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    """`runtime.resolve_device` (the one definition), raising SegmenterError."""
+    return runtime.resolve_device(device, error=SegmenterError)
 
 
 class TorchBackend:
@@ -170,7 +149,7 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                         channels_last: bool = False) -> TorchBackend:
-        from uda_seg_core.train.checkpoint import load_model
+        from uda_seg_core.models import load_model
 
         model, ckpt = load_model(path, map_location="cpu")
         return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
@@ -195,8 +174,8 @@ def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
     palette = ckpt.get("palette")
     palette = PALETTE[: len(names)] if palette is None else np.asarray(palette, dtype=np.uint8)
     return ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
-                     mean=list(ckpt.get("mean", (0.485, 0.456, 0.406))),
-                     std=list(ckpt.get("std", (0.229, 0.224, 0.225))), source=str(path))
+                     mean=list(ckpt.get("mean", IMAGENET_MEAN)),
+                     std=list(ckpt.get("std", IMAGENET_STD)), source=str(path))
 
 
 register_backend("torch", TorchBackend.from_checkpoint, (".pt", ".pth"))

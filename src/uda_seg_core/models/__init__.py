@@ -1,41 +1,40 @@
 """Networks of the paper: BiSeNet (segmentation) and the output-space discriminators.
 
-    from uda_seg_core.models import build_segmentation_model, build_discriminator
+    from uda_seg_core.models import build_segmentation_model, build_discriminator, load_model
     model = build_segmentation_model(cfg.model)            # BiSeNet
     d = build_discriminator(cfg.adapt.discriminator, cfg.model.num_classes,
                             width=cfg.adapt.d_width, dropout=cfg.adapt.dropout, rank=cfg.adapt.rank)
+    model, ckpt = load_model("runs/x/best.pt")             # the network a checkpoint describes
 """
 from __future__ import annotations
 
-from uda_seg_core.config import ModelConfig
 from uda_seg_core.models.bisenet import (
     AUX_MODES,
     BACKBONES,
     BiSeNet,
+    ClassIds,
+    build_segmentation_model,
+    class_ids,
     load_backbone_weights,
 )
 from uda_seg_core.models.complexity import count_macs, count_parameters, macs_per_module
 from uda_seg_core.models.discriminators import DISCRIMINATORS, build_discriminator
-
-MODELS = {"bisenet": BiSeNet}
-
-
-def build_segmentation_model(model_cfg: ModelConfig) -> BiSeNet:
-    return BiSeNet(
-        num_classes=model_cfg.num_classes, backbone=model_cfg.backbone, pretrained=model_cfg.pretrained
-    )
-
+from uda_seg_core.models.loading import build_model_from_checkpoint, fit_to_state_dict, load_model
 
 __all__ = [
     "AUX_MODES",
     "BACKBONES",
     "DISCRIMINATORS",
-    "MODELS",
     "BiSeNet",
+    "ClassIds",
     "build_discriminator",
+    "build_model_from_checkpoint",
     "build_segmentation_model",
+    "class_ids",
     "count_macs",
     "count_parameters",
+    "fit_to_state_dict",
     "load_backbone_weights",
+    "load_model",
     "macs_per_module",
 ]

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from uda_seg_core.config import ModelConfig
+
 BACKBONES: dict[str, str] = {  # name -> torchvision weights enum with the ImageNet weights
     "resnet18": "ResNet18_Weights",
     "resnet34": "ResNet34_Weights",
@@ -241,6 +243,34 @@ class BiSeNet(nn.Module):
             {"params": decay, "weight_decay": weight_decay, "name": "decay"},
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
         ]
+
+
+def build_segmentation_model(model_cfg: ModelConfig) -> BiSeNet:
+    """The segmentation network G a config describes (BiSeNet, the paper's only one)."""
+    return BiSeNet(num_classes=model_cfg.num_classes, backbone=model_cfg.backbone,
+                   pretrained=model_cfg.pretrained)
+
+
+def class_ids(logits: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) scores -> (N, H, W) uint8 class ids: the dtype of a mask (every class id
+    fits; 255 stays free for 'ignore'), a quarter of int32's bytes to copy or publish."""
+    return logits.argmax(dim=1).to(torch.uint8)
+
+
+class ClassIds(nn.Module):
+    """A segmentation network with the argmax inside, uint8 ids out: what a pred-mode ONNX
+    graph computes. Takes BiSeNet (logits from its 'eval' mode) or a torchvision
+    segmentation model (its 'out' entry)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x, aux_mode="eval") if hasattr(self.net, "aux_mode") else self.net(x)
+        if isinstance(out, dict):  # torchvision segmentation models
+            out = out["out"]
+        return class_ids(out)
 
 
 def torchvision_cache_path(backbone: str) -> Path:

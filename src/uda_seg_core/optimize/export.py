@@ -26,7 +26,6 @@ eager one on the same inputs and prints the pixel agreement of the argmax.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -35,8 +34,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
+
+from uda_seg_core.config import DataConfig, parse_size
+from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, eval_transform, natural_key, read_rgb
+from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+from uda_seg_core.models import ClassIds, class_ids, load_model
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +60,6 @@ class ExportError(RuntimeError):
     """An export that cannot be done as asked (bad size, no calibration frames, ...)."""
 
 
-def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
-    """'360x480' (height x width) or [360, 480] -> (360, 480)."""
-    if not isinstance(text, str):
-        h, w = (int(v) for v in text)
-        return h, w
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ExportError(f"size '{text}' must be HEIGHTxWIDTH, e.g. 360x480") from None
-    if h <= 0 or w <= 0:
-        raise ExportError(f"size '{text}' must be positive")
-    return h, w
-
-
-class _ClassIds(nn.Module):
-    """The network with its argmax inside, giving uint8 ids (12 classes fit easily)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, aux_mode="eval").argmax(dim=1).to(torch.uint8)
-
-
 class _Logits(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -93,7 +73,7 @@ def export_graph(model: nn.Module, mode: str) -> nn.Module:
     """The eval-mode module whose forward is what the ONNX file computes."""
     if mode not in MODES:
         raise ExportError(f"unknown mode '{mode}'; choose from: {', '.join(MODES)}")
-    wrapped = _ClassIds(model) if mode == "pred" else _Logits(model)
+    wrapped = ClassIds(model) if mode == "pred" else _Logits(model)
     return wrapped.eval()
 
 
@@ -121,8 +101,6 @@ def metadata_from_checkpoint(ckpt: dict, mode: str, size: tuple[int, int],
 
 def read_metadata(path: str | Path) -> dict:
     """The decoded metadata_props of an ONNX file (values parsed from JSON)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     out = {}
     for prop in model.metadata_props:
@@ -134,8 +112,6 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def write_metadata(path: str | Path, metadata: dict[str, str]) -> None:
-    import onnx
-
     model = onnx.load(str(path))
     existing = {p.key: p for p in model.metadata_props}
     for key, value in metadata.items():
@@ -180,8 +156,6 @@ def calibration_images(directory: str | Path) -> list[Path]:
     IDDA's rgb/, or the CamVid train split of a make-synthetic output. Any other folder is
     searched recursively for images, skipping label folders.
     """
-    from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, natural_key
-
     root = Path(directory)
     if not root.is_dir():
         raise ExportError(f"calibration folder not found: {root}")
@@ -207,12 +181,7 @@ def calibration_images(directory: str | Path) -> list[Path]:
 def preprocess_frames(files: Sequence[Path], size: tuple[int, int], mean: Sequence[float],
                       std: Sequence[float]) -> list[np.ndarray]:
     """Each file as a (1, 3, H, W) float32 batch, by the evaluation transform."""
-    from uda_seg_core.config import AugmentationConfig, DataConfig
-    from uda_seg_core.data import read_rgb
-    from uda_seg_core.data.transforms import build_transforms
-
-    data = DataConfig(eval_size=list(size), mean=list(mean), std=list(std))
-    transform = build_transforms(AugmentationConfig(), data, train=False)
+    transform = eval_transform(DataConfig(eval_size=list(size), mean=list(mean), std=list(std)))
     return [transform(read_rgb(f), None)[0].unsqueeze(0).numpy() for f in files]
 
 
@@ -247,7 +216,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: Sequence[
     The argmax / uint8 cast at the end of a pred-mode graph stay as they are; metadata is
     copied from the fp32 file with precision set to 'int8'.
     """
-    from onnxruntime.quantization import (
+    from onnxruntime.quantization import (  # optional: onnxruntime only where quantising
         CalibrationMethod,
         QuantFormat,
         QuantType,
@@ -289,8 +258,6 @@ def compare_with_eager(model: nn.Module, onnx_path: str | Path,
     Returns the fraction of pixels whose class agrees, and for a logits model the largest
     absolute logit difference.
     """
-    from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
-
     backend = OnnxRuntimeBackend(onnx_path, device="cpu", threads=threads)
     agree = total = 0
     max_abs = 0.0
@@ -298,7 +265,7 @@ def compare_with_eager(model: nn.Module, onnx_path: str | Path,
     for batch in inputs:
         with torch.no_grad():
             logits = model(torch.from_numpy(batch), aux_mode="eval")
-        ids = logits.argmax(1).numpy().astype(np.uint8)
+        ids = class_ids(logits).numpy()
         got = backend.infer(batch)
         agree += int((got == ids).sum())
         total += ids.size
@@ -311,37 +278,12 @@ def compare_with_eager(model: nn.Module, onnx_path: str | Path,
     return result
 
 
-# --- command -----------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="uda_seg checkpoint (.pt), pruned or not")
-    parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    parser.add_argument("--mode", default="pred", choices=MODES,
-                        help="pred: uint8 class ids (argmax inside); logits: float scores")
-    parser.add_argument("--size", default=None,
-                        help="input HEIGHTxWIDTH (default: the checkpoint's inference.input_size)")
-    parser.add_argument("--int8", action="store_true", help="static INT8 quantisation (needs --calibration)")
-    parser.add_argument("--calibration", default=None,
-                        help="folder of camera frames or dataset root to calibrate INT8 on")
-    parser.add_argument("--calibration-frames", type=int, default=32,
-                        help="frames used for calibration, spread over the folder (0 = all)")
-    parser.add_argument("--calibration-method", default="minmax", choices=CALIBRATION_METHODS)
-    parser.add_argument("--static-shape", action="store_true",
-                        help="fix the input at (1, 3, H, W) instead of dynamic batch, height and width")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    parser.add_argument("--check-frames", type=int, default=4,
-                        help="frames (or random inputs) used to compare ONNX with eager (0 = skip)")
-    parser.add_argument("--out", required=True, help="output .onnx file")
-
-
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, mode: str = "pred",
                       size: tuple[int, int] | None = None, int8: bool = False,
                       calibration: str | Path | None = None, calibration_frames: int = 32,
                       calibration_method: str = "minmax", dynamic_shape: bool = True,
                       opset: int = DEFAULT_OPSET, check_frames: int = 4) -> dict:
     """Checkpoint -> ONNX (-> INT8); returns a summary with the agreement check."""
-    from uda_seg_core.train.checkpoint import load_model
-
     model, ckpt = load_model(checkpoint)
     model.eval()
     if size is None:
@@ -375,27 +317,3 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, mode: str = "p
         ]
         summary["check"] = compare_with_eager(model, out, inputs)
     return summary
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    summary = export_checkpoint(
-        args.checkpoint, args.out, mode=args.mode, size=parse_size(args.size) if args.size else None,
-        int8=args.int8, calibration=args.calibration, calibration_frames=args.calibration_frames,
-        calibration_method=args.calibration_method, dynamic_shape=not args.static_shape,
-        opset=args.opset, check_frames=args.check_frames,
-    )
-    size_mb = Path(summary["out"]).stat().st_size / 2**20
-    print(f"wrote {summary['out']} ({summary['precision']}, {summary['mode']} mode, "
-          f"{summary['size'][0]}x{summary['size'][1]}, {size_mb:.1f} MiB)")
-    check = summary.get("check")
-    if check:
-        line = f"argmax agreement with eager PyTorch: {100 * check['agreement']:.2f}% of {check['pixels']} pixels"
-        if "max_abs_logit_diff" in check:
-            line += f", max |logit difference| {check['max_abs_logit_diff']:.2e}"
-        print(line)
-        if summary["precision"] == "fp32" and check["agreement"] < FP32_MIN_AGREEMENT:
-            print(f"error: fp32 export disagrees with eager on more than "
-                  f"{100 * (1 - FP32_MIN_AGREEMENT):.0f}% of pixels; the export is wrong")
-            return 1
-    return 0

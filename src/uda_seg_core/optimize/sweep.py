@@ -23,13 +23,18 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from uda_seg_core.optimize.pruning import prune_global, prune_modules, sparsity_report
+from uda_seg_core.checkpoint import load_checkpoint
+from uda_seg_core.evaluate import checkpoint_eval_split
+from uda_seg_core.metrics import evaluate_model
+from uda_seg_core.models import build_model_from_checkpoint
+from uda_seg_core.pruning import prune_global, prune_modules, sparsity_report
+from uda_seg_core.runtime import resolve_device
 
 MODES = ("module", "global")
 CSV_COLUMNS = ("mode", "group", "sparsity", "measured_sparsity", "model_sparsity", "accuracy", "miou",
@@ -67,9 +72,8 @@ def module_groups(model: nn.Module) -> dict[str, list[nn.Module]]:
 
 
 def _evaluate(model: nn.Module, dataset, device: torch.device) -> dict:
-    from uda_seg_core.evaluate import evaluate_model
-
-    return evaluate_model(model, dataset, device, num_classes=getattr(model, "num_classes", None)).summary()
+    num_classes = getattr(model, "num_classes", None)
+    return evaluate_model(model, dataset, device, num_classes=num_classes).summary()
 
 
 def _row(mode: str, group: str, sparsity: float, measured: float, model_sparsity: float,
@@ -98,8 +102,6 @@ def run_sweep(model: nn.Module, dataset, device: str | torch.device, modes: tupl
     Returns {"baseline": summary, "rows": [row, ...]} with rows in CSV_COLUMNS order plus
     per_class_iou.
     """
-    from tqdm import tqdm
-
     device = torch.device(device)
     model = model.to(device).eval()
     sparsities = sparsities if sparsities is not None else parse_sparsities("0:0.85:0.05")
@@ -175,7 +177,7 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
     """Pixel accuracy and mIoU against sparsity, one line per group (Figs. 3 and 4)."""
-    import matplotlib
+    import matplotlib  # optional at import: only the figures need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -228,66 +230,19 @@ def write_outputs(result: dict, out: Path, meta: dict, tolerance: float = DEFAUL
     return written
 
 
-def add_arguments(parser) -> None:
-    from uda_seg_core.evaluate import add_checkpoint_dataset_arguments
-
-    add_checkpoint_dataset_arguments(parser)
-    parser.add_argument("--mode", default="both", choices=(*MODES, "both"),
-                        help="module: each group alone (Fig. 3); global: whole network (Fig. 4); "
-                        "both (default)")
-    parser.add_argument("--sparsities", default="0:0.85:0.05",
-                        help="start:stop:step (stop included) or a comma list (default: 0:0.85:0.05)")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="mIoU loss (fraction) still counted as holding up (default: 0.01)")
-    parser.add_argument("--out", help="output folder (default: <checkpoint dir>/prune_sweep_<split>)")
-
-
 def sweep_checkpoint(checkpoint: str | Path, data: str | Path, fmt: str = "camvid", split: str = "test",
                      modes: tuple[str, ...] = MODES, sparsities: list[float] | None = None,
                      out: str | Path | None = None, limit: int = 0, eval_size: list[int] | None = None,
                      device: str = "auto", tolerance: float = DEFAULT_TOLERANCE,
                      progress: bool = True) -> dict[str, Path]:
-    """The whole command as a function (used by `uda-seg reproduce`)."""
-    from uda_seg_core.config import Config, from_dict
-    from uda_seg_core.data import build_dataset
-    from uda_seg_core.data.transforms import build_transforms
-    from uda_seg_core.train.checkpoint import load_model
-    from uda_seg_core.train.loop import resolve_device
-
+    """The whole of `uda-seg prune-sweep` as a function (also run by `uda-seg reproduce`)."""
     torch_device = resolve_device(device)
-    model, ckpt = load_model(checkpoint, map_location="cpu")
-    cfg = from_dict(ckpt["config"]) if "config" in ckpt else Config()
-    cfg.data.mean, cfg.data.std = list(ckpt.get("mean", cfg.data.mean)), list(ckpt.get("std", cfg.data.std))
-    if eval_size:
-        cfg.data.eval_size = list(eval_size)
-    transform = build_transforms(cfg.augmentation, cfg.data, train=False)
-    dataset = build_dataset(fmt, data, split, transform=transform, limit=limit)
+    ckpt = load_checkpoint(checkpoint)
+    model = build_model_from_checkpoint(ckpt, checkpoint)
+    dataset = checkpoint_eval_split(ckpt, data, split, fmt, limit=limit, eval_size=eval_size or None)
     result = run_sweep(model, dataset, torch_device, modes, sparsities, progress=progress)
     out = Path(out) if out else Path(checkpoint).parent / f"prune_sweep_{split}"
     meta = {"checkpoint": str(checkpoint), "data": str(data), "format": fmt, "split": split,
             "images": len(dataset), "label": Path(checkpoint).parent.name,
             "sparsities": sparsities or parse_sparsities("0:0.85:0.05")}
     return write_outputs(result, out, meta, tolerance)
-
-
-def run(args) -> int:
-    from uda_seg_core.data import DatasetFormatError
-    from uda_seg_core.train.checkpoint import CheckpointError
-
-    modes = MODES if args.mode == "both" else (args.mode,)
-    try:
-        sparsities = parse_sparsities(args.sparsities)
-        written = sweep_checkpoint(args.checkpoint, args.data, args.format, args.split, modes, sparsities,
-                                   args.out, args.limit, args.eval_size, args.device, args.tolerance)
-    except (CheckpointError, DatasetFormatError, ValueError, TypeError) as exc:
-        print(f"uda-seg prune-sweep: {exc}", file=sys.stderr)
-        return 2
-    doc = json.loads(written["json"].read_text())
-    base = doc["baseline"]
-    print(f"unpruned: accuracy {base['accuracy']:.3f}, mIoU {base['miou']:.3f}" if base["miou"] is not None
-          else "unpruned: mIoU undefined (no named class present)")
-    for curve, s in doc["max_sparsity_within_tolerance"].items():
-        print(f"  {curve:24s} holds mIoU within {args.tolerance:.2f} up to sparsity {s}")
-    for path in written.values():
-        print(f"wrote {path}")
-    return 0

@@ -1,4 +1,4 @@
-"""`uda-seg adapt`: output-space adversarial adaptation, source -> target, in one stage.
+"""Output-space adversarial adaptation, source -> target, in one stage (`uda-seg adapt`).
 
     uda-seg adapt --config config/adapt_idda2camvid.yaml                      # FCD
     uda-seg adapt --config config/adapt_idda2camvid.yaml adapt.discriminator=dwd
@@ -23,7 +23,6 @@ every epoch.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,24 +35,18 @@ from uda_seg_core.losses import (
     adversarial_loss,
     discriminator_loss,
 )
-from uda_seg_core.train.loop import (
-    DistInfo,
-    LoaderCycle,
-    Trainer,
-    add_run_arguments,
-    autocast,
+from uda_seg_core.models import build_discriminator
+from uda_seg_core.pruning import dense_state_dict, prune_discriminator
+from uda_seg_core.runtime import DistInfo, autocast, grad_scaler, unwrap, wrap_ddp
+from uda_seg_core.train.loaders import source_loader, target_loader
+from uda_seg_core.train.optim import (
     build_discriminator_optimizer,
     build_segmentation_optimizer,
-    build_train_dataset,
-    grad_scaler,
-    run_command,
     set_requires_grad,
-    total_iterations,
-    unwrap,
-    wrap_ddp,
 )
 from uda_seg_core.train.schedules import poly_scheduler
-from uda_seg_core.train.supervised import build_model, source_loader, source_loss
+from uda_seg_core.train.supervised import build_model, source_loss
+from uda_seg_core.train.trainer import Trainer, total_iterations
 
 Scalers = dict[str, torch.amp.GradScaler]
 
@@ -144,27 +137,15 @@ def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.op
 
 
 def build_adversarial_discriminator(cfg: Config, device: torch.device) -> nn.Module:
-    from uda_seg_core.models import build_discriminator
-
     a = cfg.adapt
     return build_discriminator(a.discriminator, cfg.model.num_classes, width=a.d_width, dropout=a.dropout,
                                rank=a.rank).to(device)
-
-
-def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
-    """Unlabelled target images (train splits), augmented like the source, own seed."""
-    seed = cfg.train.seed + 1
-    dataset = build_train_dataset(cfg, cfg.data.target_format, cfg.data.target_root, seed,
-                                  with_labels=False, sequences=cfg.data.target_sequences)
-    return LoaderCycle(dataset, cfg.train.batch_size, dist, seed, cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available(), name=f"target ({cfg.data.target_root})")
 
 
 def pruning_hooks(cfg: Config, discriminator: nn.Module, per_epoch: int) -> tuple[list, list]:
     """During-training pruning of D (the paper's DTP): (epoch hooks, resume hooks)."""
     if cfg.adapt.prune == "none":
         return [], []
-    from uda_seg_core.optimize.pruning import prune_discriminator
 
     def at_epoch_start(epoch: int) -> dict:
         report = prune_discriminator(discriminator, epoch, cfg.adapt)
@@ -180,8 +161,6 @@ def pruning_hooks(cfg: Config, discriminator: nn.Module, per_epoch: int) -> tupl
 
 
 def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device) -> Trainer:
-    from uda_seg_core.optimize.pruning import dense_state_dict
-
     model = build_model(cfg, device)
     discriminator = build_adversarial_discriminator(cfg, device)
     opt_g = build_segmentation_optimizer(model, cfg)
@@ -205,10 +184,3 @@ def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device)
                           "d": poly_scheduler(opt_d, max_iters, cfg.train.poly_power)}
     return trainer
 
-
-def add_arguments(parser) -> None:
-    add_run_arguments(parser)
-
-
-def run(args: Any) -> int:
-    return run_command("adapt", args, build_adversarial_trainer)

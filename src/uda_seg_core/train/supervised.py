@@ -1,4 +1,4 @@
-"""`uda-seg train`: supervised BiSeNet on one labelled domain.
+"""Supervised training of BiSeNet on one labelled domain (`uda-seg train`), and its step.
 
     uda-seg train --config config/train_camvid.yaml          # the upper bound (target labels)
     uda-seg train --config config/train_source_only.yaml     # the 'source only' baseline
@@ -11,30 +11,22 @@ the upper bound, IDDA for source only). Model selection always uses the target v
 split (`data.target_*`, `data.val_split`) and the selected weights are reported on the
 target test split, so the upper bound and the baselines are measured the same way.
 Loss: eq. 4 of the paper, dice on the main output plus two auxiliary dice terms.
+Also the distillation step of a fine-tune: the supervised loss plus W x the KL divergence
+from a frozen teacher's softmax (`losses.distillation_loss`).
 """
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
 from uda_seg_core.config import Config
-from uda_seg_core.losses import segmentation_loss
-from uda_seg_core.train.loop import (
-    DistInfo,
-    LoaderCycle,
-    Trainer,
-    add_run_arguments,
-    autocast,
-    build_segmentation_optimizer,
-    build_train_dataset,
-    grad_scaler,
-    run_command,
-    total_iterations,
-    wrap_ddp,
-)
+from uda_seg_core.losses import distillation_loss, segmentation_loss
+from uda_seg_core.models import build_segmentation_model
+from uda_seg_core.runtime import DistInfo, autocast, grad_scaler, wrap_ddp
+from uda_seg_core.train.loaders import source_loader
+from uda_seg_core.train.optim import build_segmentation_optimizer
 from uda_seg_core.train.schedules import poly_scheduler
+from uda_seg_core.train.trainer import Trainer, total_iterations
 
 
 def source_loss(model: nn.Module, batch: dict, cfg: Config) -> tuple[torch.Tensor, dict, torch.Tensor]:
@@ -59,37 +51,41 @@ def supervised_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: d
     return {name: float(value) for name, value in parts.items()}
 
 
-def build_model(cfg: Config, device: torch.device) -> nn.Module:
-    from uda_seg_core.models import build_segmentation_model
+def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Optimizer,
+                      batch: dict, cfg: Config, weight: float,
+                      scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """One supervised iteration (eq. 4 on the source labels) plus `weight` x distillation
+    from the frozen `teacher` (the unpruned network, for a pruned student)."""
+    scaler = scaler or grad_scaler(batch["image"].device, False)
+    optimizer.zero_grad(set_to_none=True)
+    loss, parts, logits = source_loss(model, batch, cfg)
+    with torch.no_grad(), autocast(batch["image"].device, cfg.train.amp):
+        teacher_logits = teacher(batch["image"], aux_mode="eval")
+    kd = distillation_loss(logits, teacher_logits)
+    scaler.scale(loss + weight * kd).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    out = {name: float(value) for name, value in parts.items()}
+    out["distill"] = float(kd.detach())
+    return out
 
+
+def build_model(cfg: Config, device: torch.device) -> nn.Module:
     model = build_segmentation_model(cfg.model).to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def source_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
-    dataset = build_train_dataset(cfg, cfg.data.source_format, cfg.data.source_root, cfg.train.seed,
-                                  with_labels=True, sequences=cfg.data.source_sequences)
-    return LoaderCycle(dataset, cfg.train.batch_size, dist, cfg.train.seed, cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available(), name=f"source ({cfg.data.source_root})")
-
-
 def build_supervised_trainer(cfg: Config, dist: DistInfo, device: torch.device) -> Trainer:
     model = build_model(cfg, device)
     optimizer = build_segmentation_optimizer(model, cfg)
     scaler = grad_scaler(device, cfg.train.amp)
-    trainer = Trainer(command="train", model=wrap_ddp(model, dist, device), optimizers={"g": optimizer},
-                      schedulers={}, scalers={"g": scaler}, loaders={"source": source_loader(cfg, dist)},
-                      step=lambda batches: supervised_step(trainer.model, optimizer, batches["source"],
-                                                           cfg, scaler))
-    trainer.schedulers["g"] = poly_scheduler(optimizer, total_iterations(cfg, trainer), cfg.train.poly_power)
+    trainer = Trainer(command="train", model=wrap_ddp(model, dist, device),
+                      optimizers={"g": optimizer}, schedulers={}, scalers={"g": scaler},
+                      loaders={"source": source_loader(cfg, dist)},
+                      step=lambda batches: supervised_step(trainer.model, optimizer,
+                                                           batches["source"], cfg, scaler))
+    trainer.schedulers["g"] = poly_scheduler(optimizer, total_iterations(cfg, trainer),
+                                             cfg.train.poly_power)
     return trainer
-
-
-def add_arguments(parser) -> None:
-    add_run_arguments(parser)
-
-
-def run(args: Any) -> int:
-    return run_command("train", args, build_supervised_trainer)

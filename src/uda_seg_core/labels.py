@@ -3,7 +3,7 @@
 Classes follow the paper (section IV-A): the 11 named CamVid classes plus Background,
 which is a trained class. The headline mIoU is over the 11 named classes (0-10).
 
-    from uda_seg_core.data.labels import CLASS_NAMES, camvid_rgb_to_ids, ids_to_rgb
+    from uda_seg_core.labels import CLASS_NAMES, camvid_rgb_to_ids, ids_to_rgb
 """
 from __future__ import annotations
 

@@ -2,10 +2,11 @@
 
 Model in, report out, built on `torch.nn.utils.prune` (masks as forward pre-hooks):
 
-    from uda_seg_core.optimize.pruning import prune_global, remove_masks, sparsity_report
+    from uda_seg_core.pruning import prune_global, remove_masks, sparsity_report
     prune_global(model, 0.4)           # 40 % of all conv/linear weights, smallest |w| first
     remove_masks(model)                # make the zeros permanent, drop the hooks
     print(sparsity_report(model)["sparsity"])
+    prune_permanently(model, 0.3)      # both at once: the paper's post-training pruning
 
 Two granularities: `prune_modules` prunes every layer of the given modules to the same
 fraction (the paper's "PTP on modules"), `prune_global` ranks all their weights together
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-PRUNE_MODES = ("none", "fixed", "incremental")
+PRUNE_MODES = ("none", "fixed", "incremental")  # adapt.prune (config.PruneMode)
 MAX_SPARSITY = 0.99  # incremental schedules never prune a layer away entirely
 
 # Layers whose `weight` is pruned.
@@ -225,6 +226,15 @@ def remove_masks(model: nn.Module | Iterable[nn.Module]) -> int:
                 elif hook is _refresh_factor_masks:
                     del module._forward_pre_hooks[key]
     return removed
+
+
+def prune_permanently(model: nn.Module, amount: float) -> dict:
+    """Global L1 pruning of `amount` of the weights with the zeros made permanent (no masks
+    left): the paper's post-training pruning of a model that is then saved, served or
+    measured. Returns the sparsity report."""
+    prune_global(model, amount)
+    remove_masks(model)
+    return sparsity_report(model)
 
 
 def is_pruned(model: nn.Module) -> bool:

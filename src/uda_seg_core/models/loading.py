@@ -1,91 +1,21 @@
-"""Checkpoints that rebuild their model alone, written atomically, loaded as data.
+"""Rebuild the segmentation network a checkpoint describes, structured-pruned widths included.
 
-A checkpoint holds the weights plus everything needed to use them: the model config,
-class names, palette and input normalisation (and, for resumable training state, the
-optimisers, schedules, RNG states and iteration). Writes go to a temporary file in the
-same directory and are renamed over the target, so a crash mid-save leaves the previous
-checkpoint intact. Loading uses `weights_only=True`: a checkpoint is data, never code.
+    model, ckpt = load_model("runs/x/best.pt")               # BiSeNet with the stored weights
 
-Structured (channel) pruning changes layer widths; `load_model` rebuilds the default
-architecture and reshapes every conv / norm / linear layer to the stored tensors, so a
-pruned model loads without extra flags.
+Structured (channel) pruning changes layer widths; `load_model` builds the default
+architecture from the stored model config and reshapes every conv / norm / linear layer
+to the stored tensors, so a pruned model loads without extra flags.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from uda_seg_core.config import Config, ModelConfig, to_dict
-from uda_seg_core.data.labels import CLASS_NAMES, PALETTE
-
-FORMAT = "uda_seg.checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, or does not fit the model asked for."""
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file beside `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def model_payload(model: nn.Module, cfg: Config) -> dict:
-    """The part of a checkpoint that serving needs: weights and how to use them."""
-    module = model.module if hasattr(model, "module") else model  # unwrap DDP
-    return {
-        "format": FORMAT,
-        "model_config": to_dict(cfg.model),
-        "config": to_dict(cfg),
-        "class_names": list(CLASS_NAMES[: cfg.model.num_classes]),
-        "palette": PALETTE[: cfg.model.num_classes].tolist(),
-        "mean": list(cfg.data.mean),
-        "std": list(cfg.data.std),
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-    }
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, **extra: Any) -> Path:
-    """Write weights + metadata (+ any resumable state given in `extra`) atomically."""
-    payload = model_payload(model, cfg)
-    payload.update(extra)
-    return atomic_save(payload, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint as data; errors name the file and what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, wrong file type...
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        ) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{path} is not a uda_seg checkpoint (expected a dict with format '{FORMAT}' "
-            f"and a state_dict)"
-        )
-    return ckpt
+from uda_seg_core.checkpoint import CheckpointError, load_checkpoint
+from uda_seg_core.config import ModelConfig
+from uda_seg_core.models.bisenet import build_segmentation_model
 
 
 def _reshaped_like(module: nn.Module, weight: torch.Tensor) -> nn.Module:
@@ -126,8 +56,6 @@ def fit_to_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> 
 
 def build_model_from_checkpoint(ckpt: dict, path: str | Path = "<checkpoint>") -> nn.Module:
     """Rebuild the segmentation network stored in `ckpt` and load its weights strictly."""
-    from uda_seg_core.models import build_segmentation_model
-
     model_cfg = ModelConfig(**ckpt["model_config"])
     model_cfg.pretrained = ""  # the checkpoint carries the weights
     model = build_segmentation_model(model_cfg)

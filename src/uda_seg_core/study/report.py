@@ -19,44 +19,38 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The paper's numbers, per experiment (config/experiments/<name>.yaml): row label and values.
-TABLE_I = [
-    ("table1_upper_bound", "Upper Bound", {"accuracy": 0.882, "miou": 0.675, "time": "10:20"}),
-    ("table1_fcd", "BiSeNet+FCD", {"accuracy": 0.689, "miou": 0.337, "time": "25:30"}),
-    ("table1_tfd", "BiSeNet+TFD", {"accuracy": 0.664, "miou": 0.334, "time": "28:35"}),
-    ("table1_dwd", "BiSeNet+DWD", {"accuracy": 0.618, "miou": 0.297, "time": "18:55"}),
-]
-TABLE_II = [
-    ("table1_fcd", "Baseline (BiSeNet+FCD)", {"accuracy": 0.689, "miou": 0.337, "initial": "25:30", "final": "25:30"}),
-    ("table2_fixed_pruning", "Fixed Pruning", {"accuracy": 0.652, "miou": 0.297, "initial": "25:30", "final": "23:10"}),
-    ("table2_incremental_pruning", "Incremental Pruning",
-     {"accuracy": 0.691, "miou": 0.371, "initial": "25:30", "final": "19:00"}),
-    ("table2_dropout", "Dropout", {"accuracy": 0.688, "miou": 0.340, "initial": "21:30", "final": "21:30"}),
-    ("table2_incremental_pruning_dropout", "Inc Pruning+Dropout",
-     {"accuracy": 0.701, "miou": 0.341, "initial": "25:30", "final": "18:00"}),
-]
-TABLE_III = [
-    ("table3_baseline", "Baseline", {"accuracy": 0.875, "miou": 0.648}),
-    ("table3_aug1", "Aug 1", {"accuracy": 0.881, "miou": 0.668}),
-    ("table3_aug2", "Aug 2", {"accuracy": 0.877, "miou": 0.666}),
-    ("table3_aug3", "Aug 3", {"accuracy": 0.882, "miou": 0.675}),
-    ("table3_aug4", "Aug 4", {"accuracy": 0.876, "miou": 0.624}),
-    ("table3_aug5", "Aug 5", {"accuracy": 0.881, "miou": 0.656}),
-]
-TABLE_IV = [
-    ("table4_sgd", "SGD", {"accuracy": 0.850, "miou": 0.546}),
-    ("table4_rmsprop", "RMSprop", {"accuracy": 0.801, "miou": 0.472}),
-    ("table4_adam", "ADAM", {"accuracy": 0.733, "miou": 0.401}),
-]
-EXTRA = [("source_only", "Source only (IDDA labels, no adaptation; not in the paper)", {})]
-# Fig. 5 columns: (title, experiment). "Adapted + optimised" is the PTP experiment pruned.
-FIG5_BEFORE, FIG5_ADAPTED = "source_only", "table1_fcd"
-DEFAULT_PTP_SPARSITY = 0.4  # the paper: global PTP holds "until almost 40% sparsity"
+import numpy as np
+import torch
+import yaml
+
+from uda_seg_core.checkpoint import CheckpointError, load_checkpoint
+from uda_seg_core.config import AdaptConfig, AugmentationConfig, load_config, merge
+from uda_seg_core.data import eval_split
+from uda_seg_core.evaluate import denormalise, label_rgb
+from uda_seg_core.labels import CLASS_NAMES, ids_to_rgb
+from uda_seg_core.metrics import predict_ids
+from uda_seg_core.models import load_model
+from uda_seg_core.pruning import prune_permanently, target_sparsity
+from uda_seg_core.runtime import resolve_device
+from uda_seg_core.study.experiments import (
+    DEFAULT_PTP_SPARSITY,
+    EXTRA,
+    FIG5_ADAPTED,
+    FIG5_BEFORE,
+    PLAN_FILE,
+    PTP_EXPERIMENT,
+    SWEEP_DIR,
+    TABLE_I,
+    TABLE_II,
+    TABLE_III,
+    TABLE_III_AUGMENTATIONS,
+    TABLE_IV,
+)
+
 MISSING = "not run"
 
 
@@ -89,9 +83,7 @@ def _read_json(path: Path) -> dict:
 def find_runs(runs_dir: Path) -> dict[str, Run]:
     """Experiment name -> Run: from plan.json when `uda-seg reproduce` wrote one (rows that
     share a run point at it), plus every other sub-folder holding a metrics.json."""
-    import yaml
-
-    plan = _read_json(runs_dir / "plan.json")
+    plan = _read_json(runs_dir / PLAN_FILE)
     names: dict[str, tuple[str, str]] = {}
     for name, entry in plan.get("experiments", {}).items():
         names[name] = (entry.get("run", name), entry.get("same_as", ""))
@@ -132,10 +124,6 @@ def epoch_times(metrics: dict) -> tuple[float | None, float | None]:
 def discriminator_zeros(run_dir: Path) -> float | None:
     """Fraction of exact zeros in D's weights (conv kernels, factor matrices) at the end
     of training, from last.pt; None when there is no such checkpoint."""
-    import torch
-
-    from uda_seg_core.train.checkpoint import CheckpointError, load_checkpoint
-
     try:
         state = load_checkpoint(run_dir / "last.pt").get("modules", {}).get("discriminator")
     except CheckpointError:
@@ -149,9 +137,6 @@ def discriminator_zeros(run_dir: Path) -> float | None:
 
 def last_target(config: dict) -> float | None:
     """The schedule's sparsity at the last epoch (0 when D is not pruned)."""
-    from uda_seg_core.config import AdaptConfig, merge
-    from uda_seg_core.optimize.pruning import target_sparsity
-
     adapt = config.get("adapt")
     if not adapt:
         return None
@@ -214,8 +199,6 @@ def table_ii(runs: dict[str, Run]) -> list[str]:
 
 
 def _aug_cells(config: dict) -> list[str]:
-    from uda_seg_core.config import AugmentationConfig, merge
-
     a = merge(AugmentationConfig(), config.get("augmentation", {}), "augmentation.")
 
     def rng(values: list[float], p: float | None = None) -> str:
@@ -229,12 +212,10 @@ def _aug_cells(config: dict) -> list[str]:
 
 
 def table_iii(runs: dict[str, Run]) -> list[str]:
-    from uda_seg_core.data.transforms import TABLE_III as AUGMENTATIONS
-
     rows = []
     for name, label, paper in TABLE_III:
         run = runs.get(name)
-        config = run.config if run is not None and run.config else {"augmentation": AUGMENTATIONS[name.split("_")[1]]}
+        config = run.config if run is not None and run.config else {"augmentation": TABLE_III_AUGMENTATIONS[name.split("_")[1]]}
         p = [fmt(paper["accuracy"]), fmt(paper["miou"])]
         if run is None or not run.finished:
             rows.append([label, *_aug_cells(config), MISSING, "", *p])
@@ -260,8 +241,6 @@ def table_iv(runs: dict[str, Run]) -> list[str]:
 
 
 def per_class_table(runs: dict[str, Run], names: list[tuple[str, str]]) -> list[str]:
-    from uda_seg_core.data.labels import CLASS_NAMES
-
     rows = []
     for name, label in names:
         run = runs.get(name)
@@ -291,8 +270,6 @@ def all_runs_table(runs: dict[str, Run]) -> list[str]:
 
 def sweep_section(runs: dict[str, Run], report_dir: Path) -> tuple[list[str], float | None]:
     """Figs. 3 and 4 from the sweep outputs, and the global sparsity that holds mIoU."""
-    from uda_seg_core.reproduce import PTP_EXPERIMENT, SWEEP_DIR
-
     run = runs.get(PTP_EXPERIMENT)
     sweep_dir = run.dir / SWEEP_DIR if run is not None else None
     doc = _read_json(sweep_dir / "sweep.json") if sweep_dir is not None else {}
@@ -317,71 +294,64 @@ def sweep_section(runs: dict[str, Run], report_dir: Path) -> tuple[list[str], fl
 
 
 def _load_for_figure(run: Run | None):
-    from uda_seg_core.train.checkpoint import load_model
-
     if run is None or not (run.dir / "best.pt").is_file():
         return None
     model, _ = load_model(run.dir / "best.pt")
     return model
 
 
-def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int, device: str) -> Path | None:
-    """Fig. 5: image | before adaptation | adapted | adapted + optimised | ground truth, on
-    target test images spread over the split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-
-    from uda_seg_core.config import load_config
-    from uda_seg_core.data import build_dataset
-    from uda_seg_core.data.labels import IGNORE_INDEX, ids_to_rgb
-    from uda_seg_core.data.transforms import build_transforms
-    from uda_seg_core.evaluate import denormalise, predict_ids
-    from uda_seg_core.optimize.pruning import prune_global, remove_masks
-    from uda_seg_core.reproduce import PTP_EXPERIMENT
-    from uda_seg_core.train.loop import resolve_device
-
-    adapted = runs.get(FIG5_ADAPTED)
-    if adapted is None or not (adapted.dir / "config.yaml").is_file():
-        return None
+def figure_models(runs: dict[str, Run], sparsity: float) -> list[tuple[str, torch.nn.Module]]:
+    """Fig. 5's columns: (title, model) for before adaptation, adapted, adapted + optimised
+    (the PTP experiment pruned at `sparsity`); a column whose run is missing is left out."""
     columns = [(f"before adaptation\n{FIG5_BEFORE}", runs.get(FIG5_BEFORE)),
-               (f"adapted\n{FIG5_ADAPTED}", adapted),
-               (f"adapted + optimised\n{PTP_EXPERIMENT}, PTP {sparsity:.2f}", runs.get(PTP_EXPERIMENT))]
+               (f"adapted\n{FIG5_ADAPTED}", runs.get(FIG5_ADAPTED)),
+               (f"adapted + optimised\n{PTP_EXPERIMENT}, PTP {sparsity:.2f}",
+                runs.get(PTP_EXPERIMENT))]
     models = []
     for title, run in columns:
         model = _load_for_figure(run)
         if model is None:
             continue
         if "optimised" in title and sparsity > 0:
-            prune_global(model, sparsity)
-            remove_masks(model)
+            prune_permanently(model, sparsity)
         models.append((title, model))
+    return models
+
+
+def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int,
+                       device: str) -> Path | None:
+    """Fig. 5: image | before adaptation | adapted | adapted + optimised | ground truth, on
+    target test images spread over the split."""
+    import matplotlib  # optional at import: only the figures need it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    adapted = runs.get(FIG5_ADAPTED)
+    if adapted is None or not (adapted.dir / "config.yaml").is_file():
+        return None
+    models = figure_models(runs, sparsity)
     if not models:
         return None
     cfg = load_config(adapted.dir / "config.yaml")
-    dataset = build_dataset(cfg.data.target_format, cfg.data.target_root, cfg.data.test_split,
-                            transform=build_transforms(cfg.augmentation, cfg.data, train=False))
+    dataset = eval_split(cfg.data, cfg.data.target_root, cfg.data.test_split,
+                         cfg.data.target_format)
     indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, num=min(n, len(dataset)))})
     dev = resolve_device(device)
     titles = ["image", *(t for t, _ in models), "ground truth"]
-    first = dataset[indices[0]]["label"]
-    h, w = first.shape[-2:]
+    h, w = dataset[indices[0]]["label"].shape[-2:]
     fig, axes = plt.subplots(len(indices), len(titles), squeeze=False,
                              figsize=(2.6 * len(titles), 2.6 * h / w * len(indices) + 0.8))
     for r, index in enumerate(indices):
         item = dataset[index]
-        label = item["label"].numpy().copy()
-        label[label == IGNORE_INDEX] = 254  # drawn black, not in a class colour
+        label = item["label"].numpy()
         panels = [denormalise(item["image"], cfg.data.mean, cfg.data.std)]
         for _, model in models:
             model.to(dev).eval()
             with torch.inference_mode():
                 pred = predict_ids(model, item["image"][None].to(dev), tuple(label.shape))[0]
             panels.append(ids_to_rgb(pred.cpu().numpy()))
-        panels.append(ids_to_rgb(label))
+        panels.append(label_rgb(label))
         for c, panel in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(panel)
@@ -410,7 +380,7 @@ def describe_data(runs: dict[str, Run]) -> str:
 
 
 def describe_profile(runs_dir: Path, runs: dict[str, Run]) -> list[str]:
-    plan = _read_json(runs_dir / "plan.json")
+    plan = _read_json(runs_dir / PLAN_FILE)
     configs = [r.config for r in runs.values() if r.config]
     backbones = sorted({c.get("model", {}).get("backbone", "?") for c in configs})
     crops = sorted({"x".join(str(v) for v in c.get("data", {}).get("crop_size", [])) for c in configs})
@@ -480,21 +450,3 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, examples: 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder of runs (e.g. runs/reproduce)")
-    parser.add_argument("--out", help="markdown file to write (default: RUNS_DIR/report.md)")
-    parser.add_argument("--examples", type=int, default=3, help="rows of the qualitative figure (default 3)")
-    parser.add_argument("--device", default="auto", help="for the qualitative figure: auto | cpu | cuda")
-    parser.add_argument("--no-qualitative", action="store_true", help="skip Fig. 5 (no checkpoints needed)")
-
-
-def run(args) -> int:
-    try:
-        path = write_report(args.runs_dir, args.out, args.examples, args.device, not args.no_qualitative)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"uda-seg report: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0

@@ -22,10 +22,12 @@ one whose settings changed starts again. Then the post-training pruning sweep of
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -40,46 +42,43 @@ from uda_seg_core.config import (
     parse_override,
     to_dict,
 )
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str  # config/experiments/<name>.yaml and the run directory OUT/<name>
-    command: str  # train | adapt
-
-
-EXPERIMENTS: tuple[Experiment, ...] = (
-    Experiment("table1_upper_bound", "train"),
-    Experiment("table1_fcd", "adapt"),
-    Experiment("table1_tfd", "adapt"),
-    Experiment("table1_dwd", "adapt"),
-    Experiment("table2_fixed_pruning", "adapt"),
-    Experiment("table2_incremental_pruning", "adapt"),
-    Experiment("table2_dropout", "adapt"),
-    Experiment("table2_incremental_pruning_dropout", "adapt"),
-    Experiment("table3_baseline", "train"),
-    Experiment("table3_aug1", "train"),
-    Experiment("table3_aug2", "train"),
-    Experiment("table3_aug3", "train"),
-    Experiment("table3_aug4", "train"),
-    Experiment("table3_aug5", "train"),
-    Experiment("table4_sgd", "train"),
-    Experiment("table4_rmsprop", "train"),
-    Experiment("table4_adam", "train"),
-    Experiment("source_only", "train"),
+from uda_seg_core.optimize.sweep import sweep_checkpoint
+from uda_seg_core.study.experiments import (
+    EXPERIMENTS,
+    PLAN_FILE,
+    PTP_EXPERIMENT,
+    SWEEP_DIR,
+    Experiment,
 )
+from uda_seg_core.study.report import write_report
+from uda_seg_core.study.stages import Stages
+
 PROFILES = ("reduced", "paper")
 PROFILE_FILES = {"reduced": "reduced.yaml"}
-# The paper prunes its "optimised model" after training: BiSeNet+FCD with incremental DTP.
-PTP_EXPERIMENT = "table2_incremental_pruning"
-PLAN_FILE = "plan.json"
-SWEEP_DIR = "prune_sweep_test"
+Say = Callable[[str], None]  # where progress lines go (the command prints them)
+
+
+@dataclass
+class ReproduceSettings:
+    """One `uda-seg reproduce` (the flags, as plain data)."""
+
+    out: str = "runs/reproduce"
+    profile: str = "reduced"  # reduced (synthetic, CPU, < 1 h) | paper (real data, GPU)
+    only: Sequence[str] | None = None  # experiment names; None = all
+    source_root: str | None = None  # labelled source dataset for the adaptation rows
+    target_root: str | None = None  # target dataset for every row
+    device: str | None = None  # train.device for every run
+    overrides: Sequence[str] = field(default_factory=list)  # dotted KEY=VALUE for every run
+    experiments: Path | None = None  # folder of experiment YAMLs
+    skip_sweep: bool = False
+    skip_report: bool = False
+    dry_run: bool = False  # plan and print the commands, run nothing
 
 
 def experiments_dir() -> Path:
     """config/experiments of this checkout (or of the installed share/ folder)."""
     candidates = [Path.cwd() / "config" / "experiments",
-                  Path(__file__).resolve().parents[2] / "config" / "experiments",
+                  Path(__file__).resolve().parents[3] / "config" / "experiments",
                   Path(sys.prefix) / "share" / "uda_seg_ros" / "config" / "experiments"]
     for path in candidates:
         if (path / f"{EXPERIMENTS[0].name}.yaml").is_file():
@@ -91,6 +90,7 @@ def experiments_dir() -> Path:
 def same_domain(data: DataConfig) -> bool:
     """Supervised on the target's own labels (the upper bound, Tables III-IV)."""
     return (data.source_format, data.source_root) == (data.target_format, data.target_root)
+
 
 
 def resolve_config(name: str, profile: str, folder: Path, out: Path, overrides: list[str] = (),
@@ -157,7 +157,8 @@ def train_command(exp: Experiment, config_path: Path, run_dir: Path, state: str)
     return [*base, "--config", str(config_path), *(["--overwrite"] if state == "changed" else [])]
 
 
-def ensure_data(cfgs: list[Config], synthetic_out: Path | None = None) -> None:
+def ensure_data(cfgs: list[Config], synthetic_out: Path | None = None,
+                say: Say = print) -> None:
     """Generate the synthetic default if a run needs it and it is missing; any other
     missing dataset folder is an error that names it."""
     default = DataConfig()
@@ -167,7 +168,7 @@ def ensure_data(cfgs: list[Config], synthetic_out: Path | None = None) -> None:
     if not missing:
         return
     if all(p.parent == synthetic for p in missing):
-        print(f"reproduce: generating the synthetic default in {synthetic} (uda-seg make-synthetic)", flush=True)
+        say(f"reproduce: generating the synthetic default in {synthetic} (uda-seg make-synthetic)")
         subprocess.run([sys.executable, "-m", "uda_seg_core.cli", "make-synthetic", "--out", str(synthetic)],
                        check=True)
         return
@@ -179,8 +180,6 @@ def ensure_data(cfgs: list[Config], synthetic_out: Path | None = None) -> None:
 def cpu_seconds() -> float:
     """User + system CPU time of this process and of the finished subprocesses: on a
     shared machine the honest measure of the work, where wall time also counts waiting."""
-    import resource
-
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
@@ -191,11 +190,9 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def run_sweep_for(out: Path, plan: dict, device: str) -> dict:
+def run_sweep_for(out: Path, plan: dict, device: str, say: Say = print) -> dict:
     """The PTP sweep (module groups and global) of the optimised model on the target test
-    split; skipped when its sweep.json is newer than the checkpoint."""
-    from uda_seg_core.optimize.sweep import sweep_checkpoint
-
+    split: a stage, skipped while its checkpoint and settings are those it ran on."""
     entry = plan["experiments"].get(PTP_EXPERIMENT)
     if entry is None:
         return {"status": "skipped", "reason": f"{PTP_EXPERIMENT} not in this reproduction"}
@@ -204,36 +201,23 @@ def run_sweep_for(out: Path, plan: dict, device: str) -> dict:
     if not best.is_file():
         return {"status": "skipped", "reason": f"{best} not found (the run did not finish)"}
     sweep_dir = run_dir / SWEEP_DIR
-    if (sweep_dir / "sweep.json").is_file() and (sweep_dir / "sweep.json").stat().st_mtime > best.stat().st_mtime:
-        return {"status": "done", "dir": str(sweep_dir), "seconds": 0.0}
     cfg = load_config(run_dir / "config.yaml")
+    params = {"checkpoint": str(best), "written": best.stat().st_mtime_ns, "device": device,
+              "sparsities": list(cfg.optimise.sparsities)}
     start = time.perf_counter()
-    print(f"reproduce: post-training pruning sweep of {best}", flush=True)
-    sweep_checkpoint(best, cfg.data.target_root, cfg.data.target_format, cfg.data.test_split,
-                     sparsities=list(cfg.optimise.sparsities), out=sweep_dir, limit=cfg.data.limit,
-                     device=device)
-    return {"status": "ran", "dir": str(sweep_dir), "seconds": time.perf_counter() - start}
+
+    def sweep() -> None:
+        say(f"reproduce: post-training pruning sweep of {best}")
+        sweep_checkpoint(best, cfg.data.target_root, cfg.data.target_format, cfg.data.test_split,
+                         sparsities=list(cfg.optimise.sparsities), out=sweep_dir,
+                         limit=cfg.data.limit, device=device)
+
+    ran = Stages(out, chained=False).run("sweep", params, [sweep_dir / "sweep.json"], sweep)
+    return {"status": "ran" if ran else "done", "dir": str(sweep_dir),
+            "seconds": time.perf_counter() - start if ran else 0.0}
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
-    parser.add_argument("--profile", default="reduced", choices=PROFILES,
-                        help="reduced: synthetic default on a CPU in under an hour (default); "
-                        "paper: the paper's settings (real data, GPU)")
-    parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="run only these experiments (names of config/experiments/*.yaml)")
-    parser.add_argument("--source-root", help="labelled source dataset (IDDA) for the adaptation rows")
-    parser.add_argument("--target-root", help="target dataset (CamVid) for every row")
-    parser.add_argument("--device", help="train.device for every run (auto | cpu | cuda | cuda:N)")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="dotted config overrides for every run, e.g. train.max_iters=4")
-    parser.add_argument("--experiments", type=Path, help="folder of experiment YAMLs (default: config/experiments)")
-    parser.add_argument("--skip-sweep", action="store_true", help="no post-training pruning sweep")
-    parser.add_argument("--skip-report", action="store_true", help="no report.md at the end")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
-
-
-def plan_runs(args) -> tuple[dict, list[tuple[Experiment, Config, Path, str]]]:
+def plan_runs(args: ReproduceSettings) -> tuple[dict, list[tuple[Experiment, Config, Path, str]]]:
     """The plan document and the runs to launch: (experiment, config, config file, state)."""
     folder = args.experiments or experiments_dir()
     out = Path(args.out)
@@ -271,34 +255,23 @@ def write_plan(out: Path, plan: dict) -> None:
     tmp.replace(out / PLAN_FILE)
 
 
-def run(args) -> int:
-    start = time.perf_counter()
-    out = Path(args.out)
-    try:
-        plan, runs = plan_runs(args)
-        if not args.dry_run:
-            ensure_data([cfg for _, cfg, _, state in runs if state != "done"])
-    except (ConfigError, subprocess.CalledProcessError) as exc:
-        print(f"uda-seg reproduce: {exc}", file=sys.stderr)
-        return 2
-    reused = sum(1 for e in plan["experiments"].values() if "same_as" in e)
-    todo = [r for r in runs if r[3] != "done"]
-    print(f"reproduce ({args.profile} profile): {len(plan['experiments'])} experiments, {len(runs)} training "
-          f"runs ({reused} rows share another row's run), {len(runs) - len(todo)} already finished", flush=True)
+def train_runs(runs: list, out: Path, plan: dict, dry_run: bool, say: Say) -> list[str]:
+    """Launch every planned training run not done yet (each in its own process); returns
+    the names of those that failed."""
     failures = []
     for i, (exp, cfg, config_path, state) in enumerate(runs, start=1):
         entry = plan["experiments"][exp.name]
         cmd = train_command(exp, config_path, out / exp.name, state)
-        if args.dry_run:
-            print(f"[{i}/{len(runs)}] {exp.name} ({state}): {' '.join(cmd)}")
+        if dry_run:
+            say(f"[{i}/{len(runs)}] {exp.name} ({state}): {' '.join(cmd)}")
             continue
         if state == "done":
-            print(f"[{i}/{len(runs)}] {exp.name}: finished earlier, skipped", flush=True)
+            say(f"[{i}/{len(runs)}] {exp.name}: finished earlier, skipped")
             entry["seconds"] = 0.0
             continue
         config_path.parent.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, config_path)
-        print(f"[{i}/{len(runs)}] {exp.name} ({state}): {' '.join(cmd[1:])}", flush=True)
+        say(f"[{i}/{len(runs)}] {exp.name} ({state}): {' '.join(cmd[1:])}")
         t0 = time.perf_counter()
         code = subprocess.run(cmd, check=False).returncode
         entry["seconds"] = time.perf_counter() - t0
@@ -306,27 +279,38 @@ def run(args) -> int:
         if code != 0:
             failures.append(exp.name)
         write_plan(out, plan)
-    if args.dry_run:
-        return 0
-    plan["training_seconds"] = time.perf_counter() - start
-    if not args.skip_sweep:
-        plan["sweep"] = run_sweep_for(out, plan, args.device or "auto")
-    write_plan(out, plan)
-    if not args.skip_report:
-        from uda_seg_core.report import write_report
+    return failures
 
+
+def reproduce(s: ReproduceSettings, say: Say = print) -> tuple[dict, list[str]]:
+    """The whole study: plan, train what is not done, sweep, report. Returns the plan (also
+    OUT/plan.json) and the names of the failed runs. Raises ConfigError for a bad request
+    and CalledProcessError when the synthetic data cannot be generated."""
+    start = time.perf_counter()
+    out = Path(s.out)
+    plan, runs = plan_runs(s)
+    if not s.dry_run:
+        ensure_data([cfg for _, cfg, _, state in runs if state != "done"], say=say)
+    reused = sum(1 for e in plan["experiments"].values() if "same_as" in e)
+    done = sum(1 for r in runs if r[3] == "done")
+    say(f"reproduce ({s.profile} profile): {len(plan['experiments'])} experiments, {len(runs)} "
+        f"training runs ({reused} rows share another row's run), {done} already finished")
+    failures = train_runs(runs, out, plan, s.dry_run, say)
+    if s.dry_run:
+        return plan, failures
+    plan["training_seconds"] = time.perf_counter() - start
+    if not s.skip_sweep:
+        plan["sweep"] = run_sweep_for(out, plan, s.device or "auto", say)
+    write_plan(out, plan)
+    if not s.skip_report:
         plan["seconds_before_report"] = time.perf_counter() - start
         plan["cpu_seconds_before_report"] = cpu_seconds()
         write_plan(out, plan)
-        report = write_report(out, out / "report.md", device=args.device or "auto")
-        print(f"reproduce: report {report}")
+        say(f"reproduce: report {write_report(out, out / 'report.md', device=s.device or 'auto')}")
     plan["total_seconds"] = time.perf_counter() - start
     plan["cpu_seconds"] = cpu_seconds()
     write_plan(out, plan)
-    print(f"reproduce: {len(runs)} training runs, {'sweep, ' if not args.skip_sweep else ''}report in "
-          f"{_duration(plan['total_seconds'])} (wall clock), {_duration(plan['cpu_seconds'])} of CPU time")
-    if failures:
-        print(f"uda-seg reproduce: {len(failures)} run(s) failed: {', '.join(failures)}; rerun the same "
-              f"command to retry them (finished runs are skipped)", file=sys.stderr)
-        return 1
-    return 0
+    say(f"reproduce: {len(runs)} training runs, {'sweep, ' if not s.skip_sweep else ''}report in "
+        f"{_duration(plan['total_seconds'])} (wall clock), {_duration(plan['cpu_seconds'])} of "
+        f"CPU time")
+    return plan, failures

@@ -1,0 +1,77 @@
+"""BatchNorm re-estimation: fresh running statistics from training batches, no weights changed.
+
+    reestimate_batchnorm(model, image_batches)                 # any iterable of image batches
+    recalibrate_batchnorm(model, cfg, batches=25, with_target=True)   # from cfg's data
+
+After structured pruning the stored means and variances no longer describe what each
+layer receives and the network's output collapses; fresh statistics bring much of it
+back before any fine-tune. The same applies to a model moved to another domain (the
+future `uda-seg adapt-bn`: target batches only).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from uda_seg_core.config import Config
+from uda_seg_core.data import DatasetFormatError
+from uda_seg_core.runtime import DistInfo, resolve_device
+from uda_seg_core.train.loaders import LoaderCycle, source_loader, target_loader
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, image_batches: Iterable[torch.Tensor]) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them as the cumulative
+    average over `image_batches` (normalised images on the model's device), in training
+    mode with all heads (the auxiliary heads' norms too). Returns the number of layers."""
+    norms = batchnorm_layers(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    try:
+        for images in image_batches:
+            model(images, aux_mode="train")
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
+def training_loaders(cfg: Config, with_target: bool) -> list[LoaderCycle]:
+    """Source batches, and unlabelled target batches too when `with_target`; a missing
+    dataset names the settings that point at it."""
+    try:
+        loaders = [source_loader(cfg, DistInfo())]
+        if with_target:
+            loaders.append(target_loader(cfg, DistInfo()))
+    except DatasetFormatError as exc:
+        raise DatasetFormatError(
+            f"re-estimating BatchNorm statistics after pruning needs the training images: {exc}. "
+            f"Point data.source_root / data.target_root at them, or pass --bn-batches 0 to skip"
+        ) from exc
+    return loaders
+
+
+def recalibrate_batchnorm(model: nn.Module, cfg: Config, batches: int, device: str = "auto",
+                          with_target: bool = False) -> int:
+    """Re-estimate the BatchNorm statistics of `model` on `batches` training batches of the
+    config's data: source batches, alternating with unlabelled target batches when
+    `with_target` (an adapted network saw both domains in training mode, so its statistics
+    describe both). Returns the number of layers (0 when `batches` is 0)."""
+    if batches <= 0 or not batchnorm_layers(model):
+        return 0
+    dev = torch.device(resolve_device(device))
+    loaders = training_loaders(cfg, with_target)
+    model.to(dev)
+    images = (loaders[i % len(loaders)].next()["image"].to(dev, non_blocking=True)
+              for i in range(batches))
+    return reestimate_batchnorm(model, images)
