@@ -92,6 +92,15 @@ def same_domain(data: DataConfig) -> bool:
     return (data.source_format, data.source_root) == (data.target_format, data.target_root)
 
 
+def as_run_records(cfg: Config, saved: Config) -> dict:
+    """`cfg` as a run directory's config.yaml would record it: a run reads 'auto' formats
+    off the folders and writes the format it found, so 'auto' matches what was recorded."""
+    data = to_dict(cfg)
+    for key in ("source_format", "target_format"):
+        if data["data"][key] == "auto":
+            data["data"][key] = getattr(saved.data, key)
+    return data
+
 
 def resolve_config(name: str, profile: str, folder: Path, out: Path, overrides: list[str] = (),
                    source_root: str | None = None, target_root: str | None = None,
@@ -137,7 +146,8 @@ def run_state(run_dir: Path, cfg: Config) -> str:
     if not saved.is_file():
         return "new"
     try:
-        same = to_dict(load_config(saved)) == to_dict(cfg)
+        recorded = load_config(saved)
+        same = to_dict(recorded) == as_run_records(cfg, recorded)
     except ConfigError:
         same = False
     if not same:
