@@ -13,7 +13,7 @@ PYTEST_ARGS ?= -q
 help:
 	@echo "make setup      create .venv (Python 3.11) and install torch 2.14.1 + uda_seg[ros,dev]"
 	@echo "make test       run the test suite (sets up first if needed)"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff (ruff.toml) and the import-linter layer contracts (.importlinter)"
 	@echo "make demo       synthetic data -> train/adapt -> prune -> bag -> ROS 2 node -> live mIoU"
 	@echo "make reproduce  the paper's tables and figures at the reduced synthetic profile"
 	@echo "make benchmark  inference speed of every backend and of the alternatives"
@@ -33,6 +33,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src test benchmarks launch
+	$(VENV)/bin/lint-imports .importlinter
 
 demo: setup
 	$(PY) -m uda_seg_ros.demo

@@ -54,7 +54,7 @@ setup(
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "dev": ["pytest", "pytest-timeout", "ruff", "mcap", "mcap-ros2-support",
+        "dev": ["pytest", "pytest-timeout", "ruff", "import-linter", "mcap", "mcap-ros2-support",
                 "colcon-core", "colcon-ros", "colcon-python-setup-py",
                 "colcon-library-path", "colcon-package-information",
                 "colcon-parallel-executor"],

@@ -58,7 +58,8 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         if metrics.get("test"):
             return metrics
     command, extra = method_overrides(method, args.data)
-    cmd = [sys.executable, "-m", "uda_seg_core.cli", command, "--config", str(CONFIG), "--overwrite",
+    cmd = [sys.executable, "-m", "uda_seg_core.cli", command, "--config", str(CONFIG),
+           "--overwrite",
            f"data.source_root={args.data / 'idda'}", f"data.target_root={args.data / 'camvid'}",
            *extra, f"train.seed={seed}", f"train.run_name={run_name}", f"train.out_dir={args.out}",
            f"train.max_iters={args.iters}", *args.override]
@@ -87,7 +88,8 @@ def mean_std(values: list[float]) -> str:
 
 
 def results_table(results: dict[str, list[dict]]) -> str:
-    lines = ["| method | seeds | target-test mIoU (11) | mIoU (12) | pixel acc. | best val mIoU | s/it (run) |",
+    lines = ["| method | seeds | target-test mIoU (11) | mIoU (12) | pixel acc. | best val mIoU | "
+             "s/it (run) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for method, runs in results.items():
         if not runs:
@@ -96,8 +98,8 @@ def results_table(results: dict[str, list[dict]]) -> str:
         sec = [r["seconds_per_iteration"] for r in runs if r.get("seconds_per_iteration")]
         sec_text = f"{statistics.mean(sec):.3f}" if sec else "-"
         lines.append(
-            f"| {method} | {len(runs)} | {mean_std([t['miou'] for t in test])} "
-            f"| {mean_std([t['miou_12'] for t in test])} | {mean_std([t['accuracy'] for t in test])} "
+            f"| {method} | {len(runs)} | {mean_std([t['miou'] for t in test])} | "
+            f"{mean_std([t['miou_12'] for t in test])} | {mean_std([t['accuracy'] for t in test])} "
             f"| {mean_std([r['best']['miou'] for r in runs if r.get('best')])} | {sec_text} |"
         )
     return "\n".join(lines)
@@ -119,12 +121,12 @@ def discriminator_timing(args: argparse.Namespace) -> str:
     import torch
 
     from uda_seg_core.config import load_config
+    from uda_seg_core.runtime import seed_everything
     from uda_seg_core.train.adversarial import (
         build_adversarial_discriminator,
         discriminator_step,
         generator_step,
     )
-    from uda_seg_core.runtime import seed_everything
     from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
     from uda_seg_core.train.supervised import build_model
 
@@ -160,13 +162,16 @@ def discriminator_timing(args: argparse.Namespace) -> str:
     med = {k: statistics.median(v) for k, v in total.items()}
     med_d = {k: statistics.median(v) for k, v in d_only.items()}
     params = {k: sum(p.numel() for p in setups[k][2].parameters()) for k in names}
-    lines = [(f"Discriminator cost, batch {n} at {h}x{w}, ResNet-18 G, CPU, {torch.get_num_threads()} "
-             f"thread(s), median of {args.timing_rounds} interleaved rounds:"),
-             "| discriminator | D parameters | s/iteration | ratio to FCD | D step (s) | D step ratio |",
+    lines = [(f"Discriminator cost, batch {n} at {h}x{w}, ResNet-18 G, CPU, "
+              f"{torch.get_num_threads()} thread(s), median of {args.timing_rounds} interleaved "
+              f"rounds:"),
+             "| discriminator | D parameters | s/iteration | ratio to FCD | D step (s) | D step "
+             "ratio |",
              "|---|---:|---:|---:|---:|---:|"]
     for name in names:
-        lines.append(f"| {name.upper()} | {params[name]:,} | {med[name]:.3f} | {med[name] / med['fcd']:.2f} "
-                     f"| {med_d[name]:.4f} | {med_d[name] / med_d['fcd']:.2f} |")
+        lines.append(f"| {name.upper()} | {params[name]:,} | {med[name]:.3f} | "
+                     f"{med[name] / med['fcd']:.2f} | {med_d[name]:.4f} | "
+                     f"{med_d[name] / med_d['fcd']:.2f} |")
     return "\n".join(lines)
 
 
@@ -174,12 +179,14 @@ def kill_check(args: argparse.Namespace) -> str:
     """kill -9 a running `uda-seg adapt` after its second checkpoint, then --resume it."""
     run_dir = Path(args.out) / "killcheck"
     every, iters = 10, 40
-    cmd = [sys.executable, "-m", "uda_seg_core.cli", "adapt", "--config", str(CONFIG), "--overwrite",
+    cmd = [sys.executable, "-m", "uda_seg_core.cli", "adapt", "--config", str(CONFIG),
+           "--overwrite",
            f"data.source_root={args.data / 'idda'}", f"data.target_root={args.data / 'camvid'}",
            "train.run_name=killcheck", f"train.out_dir={args.out}", f"train.max_iters={iters}",
            f"train.checkpoint_every={every}", "train.val_every=20"]
     print("$", " ".join(cmd[1:]), flush=True)
-    proc = subprocess.Popen(cmd, env=child_env(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=child_env(args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     from uda_seg_core.checkpoint import CheckpointError, load_checkpoint
 
     def saved_iteration() -> int:
@@ -202,30 +209,34 @@ def kill_check(args: argparse.Namespace) -> str:
                    stderr=subprocess.DEVNULL)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     ok = metrics["iteration"] == iters and metrics["test"] is not None
-    return (f"kill -9 (exit {proc.returncode}) with last.pt at iteration {at}; --resume continued from "
-            f"{at} and finished at {metrics['iteration']}/{iters}, target-test mIoU "
+    return (f"kill -9 (exit {proc.returncode}) with last.pt at iteration {at}; --resume continued "
+            f"from {at} and finished at {metrics['iteration']}/{iters}, target-test mIoU "
             f"{metrics['test']['miou']:.3f}: {'OK' if ok else 'FAILED'}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic",
                         help="make-synthetic output (created if missing)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "study_small"))
     parser.add_argument("--iters", type=int, default=250, help="iterations per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--threads", type=int, default=0, help="OMP threads per run (0 = torch default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP threads per run (0 = torch default)")
     parser.add_argument("--timing-rounds", type=int, default=10)
     parser.add_argument("--timing-only", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
-    parser.add_argument("--kill-check", action="store_true", help="also do the kill -9 / --resume check")
+    parser.add_argument("--kill-check", action="store_true",
+                        help="also do the kill -9 / --resume check")
     parser.add_argument("--rerun", action="store_true", help="train again even where results exist")
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra config overrides for every run")
     args = parser.parse_args()
     if not (args.data / "idda").is_dir():
-        subprocess.run([sys.executable, "-m", "uda_seg_core.cli", "make-synthetic", "--out", str(args.data)],
+        subprocess.run([sys.executable, "-m", "uda_seg_core.cli", "make-synthetic", "--out",
+                        str(args.data)],
                        check=True)
     sections = []
     if not args.timing_only:
@@ -233,8 +244,9 @@ def main() -> int:
         for seed in args.seeds:
             for method in args.methods:
                 results[method].append(run_one(method, seed, args))
-        sections += [(f"Target-test results, {args.iters} iterations per run (config/study_small.yaml), "
-                     f"mean ± std over seeds:"), results_table(results), "", "mIoU (11) per seed:",
+        sections += [(f"Target-test results, {args.iters} iterations per run "
+                      f"(config/study_small.yaml), mean ± std over "
+                      f"seeds:"), results_table(results), "", "mIoU (11) per seed:",
                      per_seed_table(results, args.seeds)]
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "study.json").write_text(json.dumps(

@@ -24,6 +24,7 @@ difference between two processes' CPU shares.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -45,7 +46,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=480)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (0 = default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per process (0 = default)")
     parser.add_argument("--in-process", action="store_true",
                         help="run the node in this process (same allocator, same scheduling as "
                              "the bare Segmenter) instead of as a segmentation_node subprocess")
@@ -56,13 +58,14 @@ def parse_args() -> argparse.Namespace:
 def tiny_checkpoint(folder: Path) -> Path:
     import torch
 
+    from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.config import Config
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = Config()
-    return save_checkpoint(folder / "bisenet_r18_random.pt", build_segmentation_model(cfg.model), cfg)
+    return save_checkpoint(folder / "bisenet_r18_random.pt", build_segmentation_model(cfg.model),
+                           cfg)
 
 
 def frames(n: int, height: int, width: int) -> list[np.ndarray]:
@@ -109,7 +112,8 @@ def main() -> int:
     log_path = tmp / "node.log"
     params = {"model_path": str(checkpoint), "device": args.device, "input_width": args.width,
               "input_height": args.height, "warmup_iters": args.warmup, "input_qos": "reliable",
-              "stats_window": args.frames, "stats_file": str(stats_file)}  # window: timed frames only
+              "stats_window": args.frames,
+              "stats_file": str(stats_file)}  # window: timed frames only
     node_proc = None
     if not args.in_process:
         with open(log_path, "wb") as log:
@@ -148,10 +152,8 @@ def main() -> int:
         executor.add_node(seg_node)
 
     def spin() -> None:
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             executor.spin()
-        except ExternalShutdownException:
-            pass
 
     threading.Thread(target=spin, daemon=True).start()
 
@@ -166,7 +168,8 @@ def main() -> int:
 
     try:
         deadline = time.monotonic() + 120
-        while not (pub.get_subscription_count() and client.count_publishers("segmentation/class_mask")):
+        while not (pub.get_subscription_count()
+                   and client.count_publishers("segmentation/class_mask")):
             if (node_proc and node_proc.poll() is not None) or time.monotonic() > deadline:
                 raise RuntimeError(f"segmentation_node did not come up:\n{log_path.read_text()}")
             time.sleep(0.1)
@@ -203,13 +206,15 @@ def main() -> int:
     segmenter_stages = sum(node_stats["stages"][s]["mean"] for s in inside)
     b, rt = stats_ms(bare), stats_ms(round_trip)
     where = "in this process" if args.in_process else "as a subprocess"
-    print(f"node ({where}) overhead at {args.height}x{args.width} on {seg.device}, {args.frames} frames, "
-          f"{torch.get_num_threads()} torch threads, checkpoint {checkpoint.name}")
+    print(f"node ({where}) overhead at {args.height}x{args.width} on {seg.device}, {args.frames} "
+          f"frames, {torch.get_num_threads()} torch threads, checkpoint {checkpoint.name}")
     print(f"{'':34s}{'p50 ms':>9s}{'p90 ms':>9s}{'mean ms':>9s}{'max ms':>9s}")
-    print(f"{'bare Segmenter.segment':34s}{b['p50']:9.1f}{b['p90']:9.1f}{b['mean']:9.1f}{b['max']:9.1f}")
+    print(f"{'bare Segmenter.segment':34s}{b['p50']:9.1f}{b['p90']:9.1f}{b['mean']:9.1f}"
+          f"{b['max']:9.1f}")
     print(f"{'node: received -> published':34s}{node_stage['p50']:9.1f}{node_stage['p90']:9.1f}"
           f"{node_stage['mean']:9.1f}{node_stage['max']:9.1f}")
-    print(f"{'round trip: publish -> mask here':34s}{rt['p50']:9.1f}{rt['p90']:9.1f}{rt['mean']:9.1f}"
+    print(f"{'round trip: publish -> mask here':34s}{rt['p50']:9.1f}{rt['p90']:9.1f}"
+          f"{rt['mean']:9.1f}"
           f"{rt['max']:9.1f}")
     outside = ("wait", "decode", "publish")
     parts = ", ".join(f"{s} {node_stats['stages'][s]['mean']:.2f}" for s in outside)

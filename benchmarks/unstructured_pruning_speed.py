@@ -77,7 +77,8 @@ def print_table(title: str, samples: dict[str, list[tuple[float, float]]], refer
     """Median, spread and ratio to `reference`; clock 0 = wall time, 1 = process CPU time
     (the ratios returned are of the clock the verdict uses)."""
     print(f"\n{title}")
-    print(f"{'case':40s} {'wall ms':>8s} {'p10-p90':>13s} {'ratio':>6s} {'cpu ms':>8s} {'ratio':>6s}")
+    print(f"{'case':40s} {'wall ms':>8s} {'p10-p90':>13s} {'ratio':>6s} {'cpu ms':>8s} "
+          f"{'ratio':>6s}")
     ref = [statistics.median(t[k] for t in samples[reference]) for k in (0, 1)]
     ratios = {}
     for name, times in samples.items():
@@ -86,7 +87,8 @@ def print_table(title: str, samples: dict[str, list[tuple[float, float]]], refer
         lo, hi = wall[len(wall) // 10], wall[min(len(wall) - 1, (9 * len(wall)) // 10)]
         r = [med[k] / ref[k] for k in (0, 1)]
         ratios[name] = r[clock]
-        print(f"{name:40s} {med[0] * 1e3:8.1f} {lo:6.1f}-{hi:<6.1f} {r[0]:6.2f} {med[1] * 1e3:8.1f} {r[1]:6.2f}")
+        print(f"{name:40s} {med[0] * 1e3:8.1f} {lo:6.1f}-{hi:<6.1f} {r[0]:6.2f} "
+              f"{med[1] * 1e3:8.1f} {r[1]:6.2f}")
     return ratios
 
 
@@ -124,19 +126,23 @@ def bench_discriminator(args, device: torch.device) -> dict[str, float]:
         label = "mask kept" if keep else "mask removed"
         cases[f"FCD fwd+bwd sparsity {s:.2f} {label if s else ''}".rstrip()] = step
     samples = interleaved(cases, args.repeats, args.warmup, device)
-    return print_table(f"Training step, FCD forward+backward, 1x12x{args.size[0]}x{args.size[1]}, {device}",
+    return print_table(f"Training step, FCD forward+backward, 1x12x{args.size[0]}x{args.size[1]}, "
+                       f"{device}",
                        samples, next(iter(cases)), _clock(device))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--size", type=int, nargs=2, default=[360, 480], metavar=("H", "W"))
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.0, 0.5, 0.85])
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per case first")
-    parser.add_argument("--tolerance", type=float, default=0.05, help="ratio deviation counted as noise")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="ratio deviation counted as noise")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,13 +151,15 @@ def main() -> int:
           f"{args.repeats} interleaved repeats per case")
     inference = bench_inference(args, device)
     training = bench_discriminator(args, device)
-    permanent = [r for name, r in [*inference.items(), *training.items()] if "mask kept" not in name]
+    permanent = [r for name, r in [*inference.items(),
+                                   *training.items()] if "mask kept" not in name]
     worst = max(abs(r - 1.0) for r in permanent)
     clock = "process CPU time" if device.type == "cpu" else "wall time"
     verdict = ("no speed-up: dense kernels still multiply the zeros" if worst < args.tolerance
                else "a change beyond the tolerance: look at the spread before believing it")
-    print(f"\nPermanent unstructured zeros: largest deviation from the unpruned {clock} {worst:.0%} "
-          f"(tolerance {args.tolerance:.0%}) -> {verdict}. A kept mask only adds the weight x mask "
+    print(f"\nPermanent unstructured zeros: largest deviation from the unpruned {clock} "
+          f"{worst:.0%} (tolerance {args.tolerance:.0%}) -> {verdict}. A kept mask only adds the "
+          f"weight x mask "
           "product to every call. Real speed-ups need structured (channel) pruning.")
     return 0
 

@@ -92,7 +92,8 @@ def write_idda(root: Path, stems: list[str], h: int = 12, w: int = 16, seed: int
         if red is None:
             red = rng.integers(0, 27, (h, w)).astype(np.uint8)
         (root / "rgb").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(random_image(rng, *red.shape), "RGB").save(root / "rgb" / f"{stem}.jpg", quality=90)
+        Image.fromarray(random_image(rng, *red.shape),
+                        "RGB").save(root / "rgb" / f"{stem}.jpg", quality=90)
         other = rng.integers(0, 256, red.shape + (3 if alpha else 2,), dtype=np.uint8)
         pixels = np.concatenate([red[..., None], other], axis=-1)
         (root / "labels").mkdir(parents=True, exist_ok=True)

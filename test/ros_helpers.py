@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -145,10 +146,8 @@ class RosClient:
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def publisher(self, msg_type: Any, topic: str, qos: Any = 10):
         return self.node.create_publisher(msg_type, topic, qos)
@@ -232,9 +231,9 @@ def tiny_checkpoint(path: str | Path, num_classes: int = 12, seed: int = 0) -> P
     """A random-init BiSeNet-resnet18 checkpoint (no download), as training writes it."""
     import torch
 
+    from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.config import Config
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.checkpoint import save_checkpoint
 
     cfg = Config()
     cfg.model.num_classes = num_classes

@@ -43,7 +43,8 @@ def test_bag_reads_back_with_rosbags(camvid, tmp_path, storage):
     with Reader(bag) as reader:
         assert reader.message_count == 2 * len(items)
         types = {c.topic: c.msgtype for c in reader.connections}
-        assert types == {IMAGE_TOPIC: "sensor_msgs/msg/Image", LABELS_TOPIC: "sensor_msgs/msg/Image"}
+        assert types == {IMAGE_TOPIC: "sensor_msgs/msg/Image",
+                         LABELS_TOPIC: "sensor_msgs/msg/Image"}
         times = sorted({t for _, t, _ in reader.messages()})
     assert times == _expected_stamps(len(items))
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
@@ -81,7 +82,8 @@ def test_mcap_bag_reads_with_the_mcap_library(camvid, tmp_path):
         for (_, msg), item in zip(seen[topic], items):
             assert msg.encoding == encoding and msg.header.frame_id == "camera"
             shape = item[key].shape
-            assert (msg.height, msg.width, msg.step) == (shape[0], shape[1], int(np.prod(shape[1:])))
+            assert (msg.height, msg.width, msg.step) == (shape[0], shape[1],
+                                                         int(np.prod(shape[1:])))
             np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(shape),
                                           item[key])
 

@@ -22,9 +22,11 @@ from uda_seg_core.data.transforms import build_transforms
 
 def all_colours_label() -> tuple[np.ndarray, np.ndarray]:
     """A 4x9 label holding each of the 32 CamVid colours, 3 unknown colours and Void."""
-    colours = [c[1:] for c in CAMVID_CLASS_DICT] + [(1, 2, 3), (255, 255, 255), (10, 200, 30), (0, 0, 0)]
+    colours = [c[1:] for c in CAMVID_CLASS_DICT] + [(1, 2, 3), (255, 255, 255), (10, 200, 30),
+                                                    (0, 0, 0)]
     expected = [expected_camvid_class(c[0]) for c in CAMVID_CLASS_DICT] + [11, 11, 11, 11]
-    return (np.array(colours, np.uint8).reshape(4, 9, 3), np.array(expected, np.uint8).reshape(4, 9))
+    return (np.array(colours, np.uint8).reshape(4, 9, 3),
+            np.array(expected, np.uint8).reshape(4, 9))
 
 
 def test_every_camvid_colour_lands_on_its_class(tmp_path, caplog):
@@ -68,9 +70,11 @@ def test_class_dict_errors_name_the_line(tmp_path):
 
 def test_names_in_sequence_then_frame_order_and_splits_combine(tmp_path):
     train = ["Seq05VD_f00030", "0016E5_07959", "0001TP_006720", "0006R0_f02400", "0001TP_006690"]
-    write_camvid_colour(tmp_path, {"train": train, "val": ["0016E5_f900", "0016E5_f1000"], "test": ["x"]})
+    write_camvid_colour(tmp_path,
+                        {"train": train, "val": ["0016E5_f900", "0016E5_f1000"], "test": ["x"]})
     ds = build_dataset("camvid", tmp_path, "train")
-    assert ds.names == ["0001TP_006690", "0001TP_006720", "0006R0_f02400", "0016E5_07959", "Seq05VD_f00030"]
+    assert ds.names == ["0001TP_006690", "0001TP_006720", "0006R0_f02400", "0016E5_07959",
+                        "Seq05VD_f00030"]
     both = build_dataset("camvid", tmp_path, "train+val")
     assert len(both) == 7 and both.names.index("0016E5_f900") < both.names.index("0016E5_f1000")
     assert build_dataset("camvid", tmp_path, ["train", "val"]).names == both.names

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from uda_seg_core.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from uda_seg_core.config import Config
 from uda_seg_core.labels import CLASS_NAMES
-from uda_seg_core.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from uda_seg_core.models import fit_to_state_dict, load_model
 
 

@@ -53,7 +53,8 @@ def test_installed_layout(install):
     assert (share / "config" / "segment.yaml").read_text() == \
         (ROOT / "config" / "segment.yaml").read_text()
     assert "<name>uda_seg_ros</name>" in (share / "package.xml").read_text()
-    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "uda_seg_ros").is_file()
+    index = install / "share" / "ament_index" / "resource_index"
+    assert (index / "packages" / "uda_seg_ros").is_file()
     site = next((install / "lib").glob("python3*/site-packages"))
     assert (site / "uda_seg_ros" / "segmentation_node.py").is_file()
     assert (site / "uda_seg_core" / "inference" / "segmenter.py").is_file()
@@ -74,7 +75,8 @@ def test_installed_executable_runs_the_installed_node(install):
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0")
     probe = ("import uda_seg_ros.segmentation_node as m, sys; "
              "sys.exit(m.__file__.startswith(sys.argv[1]) is False)")
-    assert subprocess.run([sys.executable, "-c", probe, str(site)], env=env, check=False).returncode == 0
+    assert subprocess.run([sys.executable, "-c", probe, str(site)], env=env,
+                          check=False).returncode == 0
     # No model_path: the installed executable starts, checks its parameters, and exits 1
     # saying what to pass (without importing torch).
     result = subprocess.run([str(install / "lib" / "uda_seg_ros" / "segmentation_node")],

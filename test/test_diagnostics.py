@@ -43,7 +43,8 @@ def test_array_holds_counters_and_stage_percentiles():
 
 def test_levels_compare_with_the_previous_report():
     start = tracker_with(received=10, processed=10).summary()
-    assert diagnostic_level(tracker_with().summary(), None)[0] == DiagnosticStatus.WARN  # nothing yet
+    assert diagnostic_level(tracker_with().summary(),
+                            None)[0] == DiagnosticStatus.WARN  # nothing yet
     rejected = tracker_with(received=12, processed=11, rejected=1).summary()
     level, message = diagnostic_level(rejected, start)
     assert level == DiagnosticStatus.WARN and "1 rejected" in message

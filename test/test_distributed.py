@@ -25,7 +25,8 @@ def test_two_process_gloo_adaptation_writes_one_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
     files = sorted(p.name for p in run_dir.iterdir())
-    assert files == ["best.pt", "config.yaml", "last.pt", "metrics.json", "tb"]  # no temp or per-rank files
+    assert files == ["best.pt", "config.yaml", "last.pt", "metrics.json",
+                     "tb"]  # no temp or per-rank files
     assert len(list((run_dir / "tb").iterdir())) == 1
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["world_size"] == 2

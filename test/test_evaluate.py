@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 from train_helpers import single_thread, write_domains  # noqa: F401
 
+from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config
 from uda_seg_core.labels import NUM_CLASSES
 from uda_seg_core.metrics import evaluate_model
 from uda_seg_core.models import build_segmentation_model
-from uda_seg_core.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

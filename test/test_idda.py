@@ -26,7 +26,8 @@ def all_ids_label() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("alpha", [True, False], ids=["RGBA", "RGB"])
 def test_every_idda_id_lands_on_its_class(tmp_path, caplog, alpha):
     ids, expected = all_ids_label()
-    write_idda(tmp_path, ["@277323.612@Town10@ClearNoon@audi@", "b"], ids={"@277323.612@Town10@ClearNoon@audi@": ids},
+    write_idda(tmp_path, ["@277323.612@Town10@ClearNoon@audi@", "b"],
+               ids={"@277323.612@Town10@ClearNoon@audi@": ids},
                alpha=alpha)
     ds = build_dataset("idda", tmp_path, "all")
     with caplog.at_level(logging.WARNING):

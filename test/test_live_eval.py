@@ -16,7 +16,8 @@ from uda_seg_ros.live_eval import LiveEvaluation, merge_node_stats
 
 def _frames(n=4, shape=(6, 8), seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.integers(0, 12, shape).astype(np.uint8), rng.integers(0, 12, shape).astype(np.uint8))
+    return [(rng.integers(0, 12, shape).astype(np.uint8),
+             rng.integers(0, 12, shape).astype(np.uint8))
             for _ in range(n)]
 
 
@@ -116,7 +117,8 @@ def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
     from ros_helpers import wait_for
 
     out, ready = tmp_path / "live.json", tmp_path / "ready"
-    evaluator = NodeProcess.start(_bag_cli("evaluate", "--mask-topic", "/camera/labels", "--expect", "5",
+    evaluator = NodeProcess.start(_bag_cli("evaluate", "--mask-topic", "/camera/labels",
+                                           "--expect", "5",
                                            "--timeout", "40", "--out", str(out),
                                            "--ready-file", str(ready)),
                                   tmp_path / "eval.log")
@@ -126,7 +128,8 @@ def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
         wait_for(ready.exists, timeout=40, message="the evaluator's ready file")
         play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--rate", "2",
                                        "--topics", "/camera/labels", "--wait-subscribers", "30"),
-                              check=False, env=ros_env(), capture_output=True, text=True, timeout=60)
+                              check=False, env=ros_env(), capture_output=True, text=True,
+                              timeout=60)
         assert play.returncode == 0, play.stderr
         assert "played 0 images (5 messages" in play.stdout
         assert evaluator.proc.wait(40) == 0, evaluator.output()
@@ -165,7 +168,8 @@ def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path
         node.wait_for_output("ready", timeout=60)
         play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--pace-on",
                                        "segmentation/class_mask", "--wait-subscribers", "30"),
-                              check=False, env=ros_env(), capture_output=True, text=True, timeout=90)
+                              check=False, env=ros_env(), capture_output=True, text=True,
+                              timeout=90)
         assert play.returncode == 0, play.stderr
         assert "0 pace timeouts" in play.stdout, play.stdout
         assert evaluator.proc.wait(60) == 0, evaluator.output()

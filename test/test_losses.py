@@ -17,7 +17,8 @@ from uda_seg_core.losses import (
 )
 
 
-def confident_logits(labels: torch.Tensor, num_classes: int = 12, margin: float = 50.0) -> torch.Tensor:
+def confident_logits(labels: torch.Tensor, num_classes: int = 12,
+                     margin: float = 50.0) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float() * margin
 
 
@@ -48,7 +49,8 @@ def test_dice_equals_eq3_by_hand():
     total = 2 + 2  # sum of p (1 per pixel) + sum of g (1 per pixel)
     expected = 1 - (2 * intersection + 1.0) / (total + 1.0)
     assert dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
-    assert dice_loss(logits, target, eps=0.0).item() == pytest.approx(1 - 2 * intersection / total, rel=1e-6)
+    assert dice_loss(logits, target,
+                     eps=0.0).item() == pytest.approx(1 - 2 * intersection / total, rel=1e-6)
 
 
 def test_dice_ignores_ignore_index_pixels(labels):

@@ -70,7 +70,8 @@ def test_merge_equals_joint_update_and_reset():
     for cm, p, t in zip(parts, preds, targets):
         cm.update(torch.from_numpy(p), torch.from_numpy(t))
     merged = parts[0].merge(parts[1]).merge(parts[2])
-    assert torch.equal(merged.mat, joint.mat) and joint.mat.sum() == 3 * 70 - 7  # one ignored row of 7
+    assert torch.equal(merged.mat,
+                       joint.mat) and joint.mat.sum() == 3 * 70 - 7  # one ignored row of 7
     assert merged.all_reduce() is merged  # not distributed: a no-op
     merged.reset()
     assert merged.mat.sum() == 0

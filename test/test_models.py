@@ -75,7 +75,8 @@ def test_gradients_reach_both_paths_and_all_heads():
 
 def test_module_groups_cover_every_parameter_once():
     model = BiSeNet(backbone="resnet18")
-    grouped = [id(p) for modules in model.module_groups().values() for m in modules for p in m.parameters()]
+    grouped = [id(p) for modules in model.module_groups().values() for m in modules
+               for p in m.parameters()]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())
     assert set(model.module_groups()) == {"spatial_path", "context_path", "arm", "ffm", "heads"}
 
@@ -122,7 +123,8 @@ def test_pretrained_wrong_backbone_names_path_and_keys(tmp_path):
     with pytest.raises(ValueError) as err:
         BiSeNet(backbone="resnet18", pretrained=str(path))
     message = str(err.value)
-    assert str(path) in message and "unexpected keys: layer1.0.bn3" in message and "wrong shapes" in message
+    assert (str(path) in message and "unexpected keys: layer1.0.bn3" in message
+            and "wrong shapes" in message)
 
 
 def test_pretrained_bad_file_and_missing_file(tmp_path):
@@ -179,7 +181,8 @@ def test_fcd_is_adaptsegnet_layer_for_layer():
     convs = [m for m in d if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == ADAPTSEGNET_CHANNELS
     for c in convs:
-        assert c.kernel_size == (4, 4) and c.stride == (2, 2) and c.padding == (1, 1) and c.bias is not None
+        assert (c.kernel_size == (4, 4) and c.stride == (2, 2) and c.padding == (1, 1)
+                and c.bias is not None)
     kinds = [type(m).__name__ for m in d]
     assert kinds == ["Conv2d", "LeakyReLU"] * 4 + ["Conv2d"]
     assert all(m.negative_slope == 0.2 for m in d if isinstance(m, nn.LeakyReLU))

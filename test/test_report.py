@@ -27,16 +27,19 @@ CLASSES = ["Bicyclist", "Building", "Car", "Column_Pole", "Fence", "Pedestrian",
            "SignSymbol", "Sky", "Tree", "Background"]
 
 
-def fake_metrics(name: str, command: str, accuracy: float, miou: float, epochs: list[float]) -> dict:
+def fake_metrics(name: str, command: str, accuracy: float, miou: float,
+                 epochs: list[float]) -> dict:
     per_class = {c: round(miou + 0.01 * i, 4) for i, c in enumerate(CLASSES)}
     per_class["Bicyclist"] = None  # absent from the test split: undefined, not zero
     per_epoch = 16
     return {
-        "run": name, "command": command, "iteration": per_epoch * len(epochs), "max_iters": per_epoch * len(epochs),
+        "run": name, "command": command, "iteration": per_epoch * len(epochs),
+        "max_iters": per_epoch * len(epochs),
         "iterations_per_epoch": per_epoch, "world_size": 1, "device": "cpu",
         "seconds_per_iteration": epochs[-1] / per_epoch, "seconds_per_epoch": epochs[-1],
         "training_time": "01:23",
-        "epochs": [{"epoch": i + 1, "iteration": per_epoch * (i + 1), "train_seconds": t * 0.9, "wall_seconds": t}
+        "epochs": [{"epoch": i + 1, "iteration": per_epoch * (i + 1), "train_seconds": t * 0.9,
+                    "wall_seconds": t}
                    for i, t in enumerate(epochs)],
         "history": [], "best": None,
         "test": {"split": "test", "checkpoint": "best.pt", "accuracy": accuracy, "miou": miou,
@@ -72,7 +75,8 @@ def runs_dir(tmp_path):
     write_run(root, "table4_adam", "train", 0.6, 0.3, train__optimizer="adam", train__lr=0.001)
     plan = {"profile": "reduced", "seconds_before_report": 1800.0, "experiments": {
         "table1_upper_bound": {"command": "train", "run": "table1_upper_bound"},
-        "table3_aug3": {"command": "train", "run": "table1_upper_bound", "same_as": "table1_upper_bound"},
+        "table3_aug3": {"command": "train", "run": "table1_upper_bound",
+                        "same_as": "table1_upper_bound"},
         "table1_fcd": {"command": "adapt", "run": "table1_fcd"},
     }}
     (root / "plan.json").write_text(json.dumps(plan))
@@ -126,7 +130,8 @@ def test_table_ii_initial_and_final_epoch_times(runs_dir):
 def test_table_iii_reads_the_augmentations_from_each_config_and_shared_runs(runs_dir):
     text = build_report(runs_dir, runs_dir / "report.md", qualitative=False)
     rows = {r[0].split(" (=")[0]: r for r in table(text, "## Table III")}
-    assert rows["Aug 4"][1:6] == ["x", "[0, 3]", "[0.75, 1.5]", "[0, 12.75], 0.5", "[0.8, 1.2], 0.5"]
+    assert rows["Aug 4"][1:6] == ["x", "[0, 3]", "[0.75, 1.5]", "[0, 12.75], 0.5",
+                                  "[0.8, 1.2], 0.5"]
     assert rows["Aug 4"][6:8] == ["0.777", "0.456"]
     # Aug 3 shares the upper bound's run (plan.json): its numbers, said so in the label
     aug3 = next(r for r in table(text, "## Table III") if r[0].startswith("Aug 3"))
@@ -141,7 +146,8 @@ def test_table_iv_and_all_runs(runs_dir):
     assert rows["ADAM"][1:5] == ["0.001", "0.600", "0.300", "0.733"]
     assert rows["SGD"][2] == "not run"
     all_rows = {r[0]: r for r in table(text, "## All runs")}
-    assert set(all_rows) == {"table1_upper_bound", "table1_fcd", "table1_dwd", "table2_incremental_pruning",
+    assert set(all_rows) == {"table1_upper_bound", "table1_fcd", "table1_dwd",
+                             "table2_incremental_pruning",
                              "table3_aug4", "table4_adam"}
     assert all_rows["table1_dwd"][3] == "dwd" and all_rows["table4_adam"][3] == "-"
 
@@ -150,7 +156,8 @@ def test_sweep_figures_are_linked_when_present(runs_dir):
     sweep = runs_dir / "table2_incremental_pruning" / "prune_sweep_test"
     sweep.mkdir()
     cv2.imwrite(str(sweep / "fig4_ptp_global.png"), np.zeros((10, 10, 3), np.uint8))
-    doc = {"images": 40, "split": "test", "tolerance": 0.01, "baseline": {"accuracy": 0.7, "miou": 0.4},
+    doc = {"images": 40, "split": "test", "tolerance": 0.01,
+           "baseline": {"accuracy": 0.7, "miou": 0.4},
            "max_sparsity_within_tolerance": {"module/arm": 0.3, "global/global": 0.45}, "rows": []}
     (sweep / "sweep.json").write_text(json.dumps(doc))
     text = build_report(runs_dir, runs_dir / "report.md", qualitative=False)
@@ -166,9 +173,9 @@ def test_epoch_times_of_short_runs():
 
 
 def test_discriminator_zeros_counts_d_weights_in_last_pt(tmp_path):
+    from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.models import build_discriminator, build_segmentation_model
     from uda_seg_core.pruning import dense_state_dict, prune_global
-    from uda_seg_core.checkpoint import save_checkpoint
 
     cfg = Config()
     d = build_discriminator("fcd", 12, width=8)
@@ -180,8 +187,8 @@ def test_discriminator_zeros_counts_d_weights_in_last_pt(tmp_path):
 
 
 def test_qualitative_figure_from_checkpoints(tmp_path):
-    from uda_seg_core.models import build_segmentation_model
     from uda_seg_core.checkpoint import save_checkpoint
+    from uda_seg_core.models import build_segmentation_model
 
     data = tmp_path / "camvid"
     (data / "test").mkdir(parents=True)
@@ -210,7 +217,8 @@ def test_runs_found_without_a_plan(tmp_path):
     write_run(tmp_path, "my_own_run", "adapt", 0.5, 0.25)
     runs = find_runs(tmp_path)
     assert list(runs) == ["my_own_run"] and runs["my_own_run"].finished
-    assert yaml.safe_load((tmp_path / "my_own_run" / "config.yaml").read_text())["train"]["run_name"] == "my_own_run"
+    saved = yaml.safe_load((tmp_path / "my_own_run" / "config.yaml").read_text())
+    assert saved["train"]["run_name"] == "my_own_run"
 
 
 def test_cli_missing_folder(tmp_path, capsys):

@@ -10,8 +10,14 @@ import pytest
 import yaml
 
 from uda_seg_core.config import Config, dump_config, load_config, to_dict
-from uda_seg_core.study.experiments import EXTRA, TABLE_I, TABLE_II, TABLE_III, TABLE_IV
-from uda_seg_core.study.experiments import EXPERIMENTS
+from uda_seg_core.study.experiments import (
+    EXPERIMENTS,
+    EXTRA,
+    TABLE_I,
+    TABLE_II,
+    TABLE_III,
+    TABLE_IV,
+)
 from uda_seg_core.study.reproduce import config_key, plan_runs, resolve_config, run_state
 
 FOLDER = Path(__file__).resolve().parents[1] / "config" / "experiments"
@@ -52,7 +58,8 @@ def test_every_file_loads_strictly_and_holds_only_differences(path):
         assert key in defaults
         # the reduced profile is laid over the experiment files, so it may restate a default
         if path.stem != "reduced":
-            assert leaves(to_dict(cfg))[key] != defaults[key], f"{path.name}: {key} repeats the default"
+            assert leaves(to_dict(cfg))[key] != defaults[key], (
+                f"{path.name}: {key} repeats the default")
     assert path.read_text().startswith("# "), "each file says which row it is"
 
 
@@ -65,7 +72,8 @@ def test_paper_settings():
         else:
             assert (cfg.model.backbone, cfg.train.epochs) == ("resnet101", 100)
     ub = load_config(FOLDER / "table1_upper_bound.yaml")
-    assert (ub.data.source_format, ub.data.source_root) == (ub.data.target_format, ub.data.target_root)
+    assert (ub.data.source_format, ub.data.source_root) == (ub.data.target_format,
+                                                            ub.data.target_root)
     fixed, inc_drop = (load_config(FOLDER / f"table2_{n}.yaml").adapt
                        for n in ("fixed_pruning", "incremental_pruning_dropout"))
     assert (fixed.prune, fixed.prune_amount, fixed.dropout) == ("fixed", 0.2, 0.0)
@@ -81,8 +89,10 @@ def test_reduced_profile_keeps_what_makes_each_row(tmp_path):
     assert (cfg.model.backbone, cfg.model.pretrained, cfg.train.epochs) == ("resnet18", "", 8)
     assert cfg.data.crop_size == [120, 160]
     assert (cfg.adapt.prune, cfg.adapt.dropout) == ("incremental", 0.01)
-    assert cfg.adapt.prune_rate * cfg.train.epochs == pytest.approx(0.5)  # the paper's final sparsity
-    assert (cfg.train.out_dir, cfg.train.run_name) == (str(tmp_path), "table2_incremental_pruning_dropout")
+    # the paper's final sparsity
+    assert cfg.adapt.prune_rate * cfg.train.epochs == pytest.approx(0.5)
+    assert (cfg.train.out_dir, cfg.train.run_name) == (str(tmp_path),
+                                                       "table2_incremental_pruning_dropout")
     assert resolve_config("table4_adam", "reduced", FOLDER, tmp_path).train.lr == 1e-3
 
 
@@ -92,14 +102,16 @@ def test_data_roots_go_to_the_right_domain(tmp_path):
     assert (ub.data.source_root, ub.data.target_root) == ("data/CamVid", "data/CamVid")
     fcd = resolve_config("table1_fcd", "paper", FOLDER, tmp_path, source_root="data/IDDA",
                          target_root="data/CamVid", overrides=["train.device=cuda"])
-    assert (fcd.data.source_root, fcd.data.target_root, fcd.train.device) == ("data/IDDA", "data/CamVid", "cuda")
+    assert (fcd.data.source_root, fcd.data.target_root,
+            fcd.train.device) == ("data/IDDA", "data/CamVid", "cuda")
 
 
 def test_rows_with_the_same_resolved_config_share_one_run(tmp_path):
     plan, runs = plan_runs(plan_args(tmp_path))
     exps = plan["experiments"]
     assert exps["table3_aug3"]["same_as"] == "table1_upper_bound"
-    assert exps["table4_sgd"]["same_as"] == "table1_upper_bound"  # reduced: same backbone and epochs
+    # reduced: same backbone and epochs
+    assert exps["table4_sgd"]["same_as"] == "table1_upper_bound"
     assert len(runs) == len(NAMES) - 2
     plan, runs = plan_runs(plan_args(tmp_path, profile="paper"))
     assert plan["experiments"]["table3_aug3"]["same_as"] == "table1_upper_bound"
@@ -115,7 +127,8 @@ def test_run_state_skips_finished_resumes_stopped_and_restarts_changed(tmp_path)
     (run / "last.pt").write_bytes(b"")
     (run / "metrics.json").write_text(json.dumps({"iteration": 64, "max_iters": 128, "test": None}))
     assert run_state(run, cfg) == "resume"
-    (run / "metrics.json").write_text(json.dumps({"iteration": 128, "max_iters": 128, "test": {"miou": 0.1}}))
+    (run / "metrics.json").write_text(json.dumps({"iteration": 128, "max_iters": 128,
+                                                  "test": {"miou": 0.1}}))
     assert run_state(run, cfg) == "done"
     other = resolve_config("table1_fcd", "reduced", FOLDER, tmp_path, overrides=["train.epochs=9"])
     assert run_state(run, other) == "changed"

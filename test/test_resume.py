@@ -14,9 +14,9 @@ import pytest
 import torch
 from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: F401
 
-from uda_seg_core.train.adversarial import build_adversarial_trainer
 from uda_seg_core.checkpoint import load_checkpoint
 from uda_seg_core.commands.train import run_command
+from uda_seg_core.train.adversarial import build_adversarial_trainer
 from uda_seg_core.train.loop import launch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -54,7 +54,8 @@ def test_stop_and_resume_gives_the_same_weights(domains):
     root, idda, camvid = domains
     # Dropout in D draws from the global RNG and the augmentations from seeded streams:
     # both must continue exactly where they stopped. Stop mid-epoch (3 of 2 x 2).
-    common = dict(**{"train.deterministic": "true", "adapt.dropout": 0.2, "train.checkpoint_every": 100})
+    common = dict(**{"train.deterministic": "true", "adapt.dropout": 0.2,
+                     "train.checkpoint_every": 100})
     straight = tiny_overrides(root, idda, camvid, **common, **{"train.run_name": "straight"})
     pieces = tiny_overrides(root, idda, camvid, **common, **{"train.run_name": "pieces"})
     launch("adapt", args(straight), build_adversarial_trainer)
@@ -102,7 +103,8 @@ def test_kill_9_then_resume_finishes(domains):
                                                       "train.checkpoint_every": 1})
     run_dir = root / "runs" / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "uda_seg_core.cli", "adapt", *overrides], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "uda_seg_core.cli", "adapt", *overrides],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import Config, InferenceConfig
 from uda_seg_core.inference import (
     BACKENDS,
@@ -21,9 +22,7 @@ from uda_seg_core.inference import (
     resolve_backend,
     resolve_device,
 )
-from uda_seg_core.models import build_segmentation_model
-from uda_seg_core.checkpoint import save_checkpoint
-from uda_seg_core.models import load_model
+from uda_seg_core.models import build_segmentation_model, load_model
 
 # Two shared cores: OpenMP threads spinning against other processes make a 48x64
 # forward pass ~10x slower than one thread does.
@@ -152,7 +151,8 @@ def test_device_choice():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(ckpt):
     for device in ("cuda", "cuda:1"):
-        with pytest.raises(SegmenterError, match=f"device '{device}'.*CUDA is not available.*'cpu'"):
+        with pytest.raises(SegmenterError,
+                           match=f"device '{device}'.*CUDA is not available.*'cpu'"):
             Segmenter.from_checkpoint(ckpt, device=device)
 
 
@@ -190,7 +190,8 @@ class ConstantBackend:
 
     def __init__(self, path, *, device, precision, channels_last):
         self.device = device
-        self.info = ModelInfo(class_names=["a", "b", "c", "d"], palette=np.eye(4, 3, dtype=np.uint8) * 200,
+        self.info = ModelInfo(class_names=["a", "b", "c", "d"],
+                              palette=np.eye(4, 3, dtype=np.uint8) * 200,
                               mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], source=str(path))
 
     def infer(self, batch):

@@ -12,10 +12,11 @@ import pytest
 import torch
 from train_helpers import tiny_config, write_domains
 
+from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError
 from uda_seg_core.inference import Segmenter
-from uda_seg_core.models import BiSeNet, count_macs, count_parameters
+from uda_seg_core.models import BiSeNet, count_macs, count_parameters, load_model
 from uda_seg_core.optimize.structured import (
     StructuredPruningError,
     classifier_layers,
@@ -23,8 +24,6 @@ from uda_seg_core.optimize.structured import (
     prune_channels,
     prune_checkpoint,
 )
-from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
-from uda_seg_core.models import load_model
 
 torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads only slow tiny models down
 H, W = 48, 64
@@ -36,7 +35,8 @@ def tiny_model(seed: int = 0) -> BiSeNet:
 
 
 def x(n: int = 1, seed: int = 0) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, 3, H, W), dtype=np.float32))
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.standard_normal((n, 3, H, W), dtype=np.float32))
 
 
 @pytest.mark.parametrize("scope,group_ratios", [("global", None), ("layer", None),
@@ -64,7 +64,8 @@ def test_pruning_keeps_12_classes_and_reduces_params_and_macs(scope, group_ratio
 def test_channel_counts_are_multiples_of_round_to():
     model = tiny_model()
     prune_channels(model, 0.4, scope="layer", round_to=8)
-    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels != 12]
+    widths = [m.out_channels for m in model.modules()
+              if isinstance(m, torch.nn.Conv2d) and m.out_channels != 12]
     assert all(w % 8 == 0 for w in widths)
 
 
@@ -115,12 +116,15 @@ def trained(tmp_path_factory):
     return root, idda, camvid, path
 
 
-@pytest.mark.parametrize("method,distill", [("supervised", 0.0), ("adversarial", 0.0), ("supervised", 1.0)])
+@pytest.mark.parametrize("method,distill",
+                         [("supervised", 0.0), ("adversarial", 0.0), ("supervised", 1.0)])
 def test_command_prunes_finetunes_and_evaluates(trained, method, distill, tmp_path):
     base = trained[-1]
     out = tmp_path / f"pruned_{method}.pt"
-    code = main(["prune-structured", "--checkpoint", str(base), "--ratio", "0.3", "--finetune-iters", "2",
-                 "--finetune-method", method, "--distill", str(distill), "--evaluate", "--device", "cpu",
+    code = main(["prune-structured", "--checkpoint", str(base), "--ratio", "0.3",
+                 "--finetune-iters", "2",
+                 "--finetune-method", method, "--distill", str(distill), "--evaluate", "--device",
+                 "cpu",
                  "--out", str(out), "adapt.d_width=8"])
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())
@@ -131,7 +135,8 @@ def test_command_prunes_finetunes_and_evaluates(trained, method, distill, tmp_pa
         assert 0.0 <= block["accuracy"] <= 1.0 and block["pixels"] == 4 * H * W
     ckpt = load_checkpoint(out)
     finetuned = ckpt["pruning"]["finetune"]
-    assert finetuned["method"] == method and finetuned["iters"] == 2 and finetuned["distill"] == distill
+    assert (finetuned["method"] == method and finetuned["iters"] == 2
+            and finetuned["distill"] == distill)
     assert ("distill" in finetuned["final_losses"]) == (distill > 0)
     assert ckpt["config"]["optimise"]["structured_ratio"] == 0.3
     model, _ = load_model(out)
@@ -156,7 +161,8 @@ def test_overrides_are_strict(trained, tmp_path):
 def test_iterative_pruning_reaches_the_same_ratio(trained, tmp_path):
     base = trained[-1]
     one = prune_checkpoint(base, tmp_path / "one.pt", ratio=0.4, scope="layer", progress=False)
-    two = prune_checkpoint(base, tmp_path / "two.pt", ratio=0.4, scope="layer", steps=2, finetune_iters=3,
+    two = prune_checkpoint(base, tmp_path / "two.pt", ratio=0.4, scope="layer", steps=2,
+                           finetune_iters=3,
                            device="cpu", progress=False)
     assert two["pruning"]["steps"] == 2 and two["pruning"]["finetune"]["steps"] == 2
     assert two["pruning"]["finetune"]["iters"] == 3
@@ -191,5 +197,6 @@ def test_missing_source_data_names_the_fix(trained, tmp_path, capsys):
     code = main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3", "--out",
                  str(tmp_path / "z.pt"), f"data.source_root={tmp_path / 'nowhere'}"])
     assert code == 2 and "--bn-batches 0" in capsys.readouterr().err
-    assert main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3", "--bn-batches", "0",
+    assert main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3",
+                 "--bn-batches", "0",
                  "--out", str(tmp_path / "z.pt"), f"data.source_root={tmp_path / 'nowhere'}"]) == 0

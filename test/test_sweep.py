@@ -34,7 +34,8 @@ def write_tiny_camvid(root: Path, n: int = 2, size: tuple[int, int] = (64, 96)) 
         bands = np.array_split(np.arange(h), len(COLOURS))
         for rows, colour in zip(bands, COLOURS):
             label[rows] = colour
-        image = np.clip(label.astype(np.int16) + rng.integers(-20, 20, label.shape), 0, 255).astype(np.uint8)
+        image = np.clip(label.astype(np.int16) + rng.integers(-20, 20, label.shape), 0,
+                        255).astype(np.uint8)
         cv2.imwrite(str(root / "test" / f"seq_{i:03d}.png"), image[..., ::-1])
         cv2.imwrite(str(root / "test_labels" / f"seq_{i:03d}_L.png"), label[..., ::-1])
     return root
@@ -42,8 +43,8 @@ def write_tiny_camvid(root: Path, n: int = 2, size: tuple[int, int] = (64, 96)) 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from uda_seg_core.models import build_segmentation_model
     from uda_seg_core.checkpoint import save_checkpoint
+    from uda_seg_core.models import build_segmentation_model
 
     root = tmp_path_factory.mktemp("sweep")
     data = write_tiny_camvid(root / "camvid")
@@ -64,7 +65,8 @@ def test_parse_sparsities_includes_the_stop_and_rejects_nonsense():
 
 
 def test_max_sparsity_within_stops_at_the_first_drop():
-    rows = [{"sparsity": s, "miou": m} for s, m in [(0, 0.50), (0.2, 0.495), (0.4, 0.47), (0.6, 0.499)]]
+    rows = [{"sparsity": s, "miou": m} for s, m in [(0, 0.50), (0.2, 0.495), (0.4, 0.47),
+                                                    (0.6, 0.499)]]
     assert max_sparsity_within(rows, 0.50, 0.01) == 0.2  # 0.6 recovers, but the curve broke at 0.4
     assert max_sparsity_within(rows, 0.50, 0.05) == 0.6
     assert max_sparsity_within(rows, None, 0.01) is None
@@ -78,13 +80,16 @@ def test_sweep_writes_csv_json_and_figures_with_the_right_rows(tiny, tmp_path):
 
     ckpt, data = tiny
     out = tmp_path / "sweep"
-    written = sweep_checkpoint(ckpt, data, split="test", sparsities=[0.0, 0.5], out=out, device="cpu",
+    written = sweep_checkpoint(ckpt, data, split="test", sparsities=[0.0, 0.5], out=out,
+                               device="cpu",
                                progress=False)
-    assert {p.name for p in written.values()} == {"sweep_module.csv", "sweep_global.csv", "sweep.json",
+    assert {p.name for p in written.values()} == {"sweep_module.csv", "sweep_global.csv",
+                                                  "sweep.json",
                                                   "fig3_ptp_modules.png", "fig4_ptp_global.png"}
     module_rows = read_csv(out / "sweep_module.csv")
     groups = ["spatial_path", "context_path", "arm", "ffm", "heads"]
-    assert [(r["group"], r["sparsity"]) for r in module_rows] == [(g, s) for g in groups for s in (0.0, 0.5)]
+    assert [(r["group"],
+             r["sparsity"]) for r in module_rows] == [(g, s) for g in groups for s in (0.0, 0.5)]
     global_rows = read_csv(out / "sweep_global.csv")
     assert [(r["group"], r["sparsity"]) for r in global_rows] == [("global", 0.0), ("global", 0.5)]
     assert list(module_rows[0]) == list(CSV_COLUMNS)
@@ -147,6 +152,6 @@ def test_cli_runs_one_mode(tiny, tmp_path, capsys):
     code = main(["prune-sweep", "--checkpoint", str(ckpt), "--data", str(data), "--mode", "global",
                  "--sparsities", "0,0.3", "--out", str(tmp_path / "o"), "--device", "cpu"])
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["fig4_ptp_global.png", "sweep.json",
-                                                                 "sweep_global.csv"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "fig4_ptp_global.png", "sweep.json", "sweep_global.csv"]
     assert "global/global" in capsys.readouterr().out

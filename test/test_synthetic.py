@@ -20,7 +20,8 @@ CAMVID_NAME = re.compile(r"^(0001TP_\d{6}|0006R0_f\d{5}|0016E5_\d{5}|Seq05VD_f\d
 
 
 def tree_bytes(root) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +45,12 @@ def class_histogram(ds) -> np.ndarray:
 
 def test_same_seed_same_bytes_other_seed_other_images(synthetic, tmp_path):
     out, _ = synthetic
-    make_synthetic(tmp_path / "again", seed=0, size=SIZE, num_source=12, num_target=12, stats_frames=6)
+    make_synthetic(tmp_path / "again", seed=0, size=SIZE, num_source=12, num_target=12,
+                   stats_frames=6)
     first, again = tree_bytes(out), tree_bytes(tmp_path / "again")
     assert first.keys() == again.keys() and first == again
-    make_synthetic(tmp_path / "other", seed=1, size=SIZE, num_source=3, num_target=3, stats_frames=0)
+    make_synthetic(tmp_path / "other", seed=1, size=SIZE, num_source=3, num_target=3,
+                   stats_frames=0)
     other = tree_bytes(tmp_path / "other")
     images = {b for k, b in first.items() if k.endswith((".jpg", ".png")) and "label" not in k}
     assert not images & {b for k, b in other.items() if k.endswith((".jpg", ".png"))}
@@ -57,14 +60,18 @@ def test_layouts_and_sizes(synthetic):
     out, summary = synthetic
     sim, real = domains(out)
     assert len(sim) == 12 and len(real) == 12
-    assert sum(summary["camvid"]["frames"].values()) == 12 and min(summary["camvid"]["frames"].values()) >= 1
+    frames = summary["camvid"]["frames"].values()
+    assert sum(frames) == 12 and min(frames) >= 1
     assert split_counts(50) == [("train", 30), ("val", 10), ("test", 10)]  # 60/20/20 per sequence
     assert all(CAMVID_NAME.match(n) for n in real.names), real.names
-    assert sim[0]["image"].shape == SIZE + (3,) and real[0]["image"].shape == camvid_size_for(SIZE) + (3,)
-    # Exactly the real files' layouts: 32-colour class_dict.csv, IDDA classes_info.json, RGBA labels.
+    assert (sim[0]["image"].shape == SIZE + (3,)
+            and real[0]["image"].shape == camvid_size_for(SIZE) + (3,))
+    # Exactly the real files' layouts: 32-colour class_dict.csv, IDDA classes_info.json, RGBA
+    # labels.
     rows = (out / "camvid" / "class_dict.csv").read_text().splitlines()
     assert rows[0] == "name,r,g,b" and len(rows) == 33
-    assert {tuple(r.split(",")) for r in rows[1:]} == {(n, str(r), str(g), str(b)) for n, r, g, b in CAMVID_CLASS_DICT}
+    assert {tuple(r.split(",")) for r in rows[1:]} == {(n, str(r), str(g),
+                                                        str(b)) for n, r, g, b in CAMVID_CLASS_DICT}
     info = json.loads((out / "idda" / "classes_info.json").read_text())
     assert info["classes"] == 27 and len(info["label"]) == 27 and len(info["label2camvid"]) == 27
     label = cv2.imread(str(min((out / "idda" / "labels").iterdir())), cv2.IMREAD_UNCHANGED)
@@ -76,7 +83,8 @@ def test_background_ids_and_colours_are_used(synthetic):
     red = np.concatenate([cv2.imread(str(p), cv2.IMREAD_UNCHANGED)[..., 2].ravel()
                           for p in (out / "idda" / "labels").iterdir()])
     used_ids = set(np.unique(red).tolist())
-    assert {6, 19, 23} <= used_ids and used_ids & {11, 14}  # roadline, terrain, statics, wall/guardrail
+    # roadline, terrain, statics, wall/guardrail
+    assert {6, 19, 23} <= used_ids and used_ids & {11, 14}
     colours = np.concatenate([cv2.imread(str(p))[..., ::-1].reshape(-1, 3)
                               for p in (out / "camvid").glob("*_labels/*_L.png")])
     used = {tuple(c) for c in np.unique(colours, axis=0).tolist()}
@@ -109,7 +117,8 @@ def test_cli_make_synthetic_and_preview(tmp_path, capsys):
     assert main(["make-synthetic", "--out", str(out), "--size", "48x64", "--num-source", "3",
                  "--num-target", "3", "--stats-frames", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "frames per CPU-second" in printed and "saturation" in printed and "not CamVid numbers" in printed
+    assert ("frames per CPU-second" in printed and "saturation" in printed
+            and "not CamVid numbers" in printed)
     png = tmp_path / "grid.png"
     assert main(["preview", str(out), "--out", str(png), "--n", "2"]) == 0
     grid = cv2.imread(str(png))

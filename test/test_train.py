@@ -13,8 +13,7 @@ from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: 
 
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError, load_config
-from uda_seg_core.models import BiSeNet, build_segmentation_model
-from uda_seg_core.models import load_model
+from uda_seg_core.models import BiSeNet, build_segmentation_model, load_model
 from uda_seg_core.runtime import DistInfo
 from uda_seg_core.train.loaders import LoaderCycle
 from uda_seg_core.train.optim import build_segmentation_optimizer
@@ -115,7 +114,8 @@ def test_train_command_writes_a_complete_run(tmp_path, capsys):
                                                           "data.source_root": str(camvid)})
     assert main(["train", *overrides]) == 0
     run_dir = tmp_path / "runs" / "CamVid_bisenet-r18_supervised"
-    assert {"config.yaml", "metrics.json", "last.pt", "best.pt", "tb"} <= {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "metrics.json", "last.pt", "best.pt",
+            "tb"} <= {p.name for p in run_dir.iterdir()}
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["iteration"] == metrics["max_iters"] == 4

@@ -19,7 +19,8 @@ OFF = {"hflip": 0.0, "blur_sigma": [], "linear_contrast": [], "noise_std": [], "
 
 def sample(h=24, w=32, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 12, (h, w)).astype(np.uint8)
+    return rng.integers(0, 256, (h, w, 3),
+                        dtype=np.uint8), rng.integers(0, 12, (h, w)).astype(np.uint8)
 
 
 def denormalise(x: torch.Tensor) -> np.ndarray:
@@ -33,7 +34,8 @@ def test_table_iii_rows_load_from_yaml(tmp_path):
         aug = load_config(path).augmentation
         build_transforms(aug, DataConfig(crop_size=[16, 16]), train=True, seed=0)(*sample())
     aug5 = load_config(tmp_path / "aug5.yaml").augmentation
-    assert aug5.hflip == 0.5 and aug5.blur_sigma == [1.0, 2.0] and aug5.linear_contrast == [0.75, 1.5]
+    assert (aug5.hflip == 0.5 and aug5.blur_sigma == [1.0, 2.0]
+            and aug5.linear_contrast == [0.75, 1.5])
     assert aug5.noise_std == [0.0, 0.05 * 255] and aug5.noise_p == 0.5
     assert aug5.multiply == [0.8, 1.2] and aug5.multiply_p == 0.5
     assert load_config(tmp_path / "baseline.yaml").augmentation.hflip == 0.0
@@ -105,7 +107,8 @@ def test_eval_resizes_only_the_image_and_normalises():
     image = np.full((24, 32, 3), (MEAN * 255).round().astype(np.uint8), np.uint8)
     label = np.zeros((24, 32), np.uint8)
     label[:, 16:] = 9
-    x, y = build_transforms(AugmentationConfig(), DataConfig(eval_size=[12, 20]), train=False)(image, label)
+    x, y = build_transforms(AugmentationConfig(), DataConfig(eval_size=[12, 20]),
+                            train=False)(image, label)
     assert x.shape == (3, 12, 20) and y.shape == (24, 32)
     assert np.array_equal(y.numpy(), label)
     assert float(x.abs().max()) < 0.01  # the mean colour normalises to zero
@@ -145,7 +148,8 @@ def test_dataloader_workers_do_not_change_the_augmentation(tmp_path):
     assert torch.equal(inline, epoch(2, 0))
     assert not torch.equal(inline, epoch(2, 1))
     # Persistent workers see set_epoch too (the epoch lives in shared memory).
-    loader = DataLoader(ds, batch_size=3, num_workers=2, worker_init_fn=seed_worker, persistent_workers=True)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, worker_init_fn=seed_worker,
+                        persistent_workers=True)
     seen = []
     for number in (0, 1):
         set_epoch(ds, number)

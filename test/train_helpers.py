@@ -63,7 +63,8 @@ def write_domains(root: Path, n: int = 4, seed: int = 0) -> tuple[Path, Path]:
     for i in range(n):
         ids = scene(rng)
         red = np.vectorize(CLASS_TO_IDDA.get)(ids).astype(np.uint8)
-        rgba = np.stack([np.zeros_like(red), np.zeros_like(red), red, np.full_like(red, 255)], -1)  # BGRA
+        rgba = np.stack([np.zeros_like(red), np.zeros_like(red), red, np.full_like(red, 255)],
+                        -1)  # BGRA
         cv2.imwrite(str(idda / "labels" / f"sim_{i:03d}.png"), rgba)
         cv2.imwrite(str(idda / "rgb" / f"sim_{i:03d}.jpg"), render(ids, rng, (0, 0, 0))[..., ::-1])
     for split in ("train", "val", "test"):
@@ -72,7 +73,8 @@ def write_domains(root: Path, n: int = 4, seed: int = 0) -> tuple[Path, Path]:
         for i in range(n):
             ids = scene(rng)
             name = f"real_{split}_{i:03d}"
-            cv2.imwrite(str(camvid / split / f"{name}.png"), render(ids, rng, (-30, 10, 30))[..., ::-1])
+            cv2.imwrite(str(camvid / split / f"{name}.png"),
+                        render(ids, rng, (-30, 10, 30))[..., ::-1])
             cv2.imwrite(str(camvid / f"{split}_labels" / f"{name}_L.png"), PALETTE[ids][..., ::-1])
     return idda, camvid
 

@@ -93,7 +93,8 @@ class Case:
     params: int | None = None
     miou: float | None = None
     note: str = ""
-    key: str = ""  # stable id for the checks: eager, ort, int8, pruned0, pruned1, unstructured, gemm
+    # stable id for the checks: eager, ort, int8, pruned0, pruned1, unstructured, gemm
+    key: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -129,7 +130,8 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                progress: bool = True, gap_s: float = 0.05, budget_s: float = 0.0, min_repeats: int = 3,
+                progress: bool = True, gap_s: float = 0.05, budget_s: float = 0.0,
+                min_repeats: int = 3,
                 seed: int = 0) -> dict[str, list[tuple[float, float]]]:
     """Every round runs every case (still short of its repeats) once, in a fresh random order.
 
@@ -145,7 +147,8 @@ def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: 
             first = timed(fn)[0]
             time.sleep(gap_s)
         if warmup and budget_s > 0:
-            target[name] = max(min(repeats, min_repeats), min(repeats, int(budget_s / max(first, 1e-9))))
+            target[name] = max(min(repeats, min_repeats),
+                               min(repeats, int(budget_s / max(first, 1e-9))))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     rng = np.random.default_rng(seed)
     for _ in tqdm(range(repeats), desc="repeats", dynamic_ncols=True, leave=False,
@@ -189,7 +192,8 @@ def torch_runner(model: nn.Module) -> Callable[[tuple[int, int]], Callable[[], o
     model = ClassIds(model).eval()
 
     def make(size: tuple[int, int]) -> Callable[[], object]:
-        x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
+        x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+        x = torch.from_numpy(x)
 
         def run() -> object:
             with torch.inference_mode():
@@ -316,7 +320,8 @@ def pruned_cases(s: BenchmarkSettings, base: Base) -> list[Case]:
         pruned.eval()
         p = pckpt.get("pruning", {})
         ft = p.get("finetune", {}).get("iters", 0)
-        label = f"{base.name} pruned {100 * p.get('ratio', 0):.0f}%" + (f" +{ft} it ft" if ft else "")
+        label = (f"{base.name} pruned {100 * p.get('ratio', 0):.0f}%"
+                 + (f" +{ft} it ft" if ft else ""))
         cases.append(Case(label, "torch", "fp32", torch_runner(pruned), macs_of(pruned),
                           n_params(pruned), base.miou(pruned),
                           note=f"{Path(path).name}: {p.get('scope', '?')} scope", key=f"pruned{i}"))
@@ -392,16 +397,17 @@ def _fmt(value, fmt: str, scale: float = 1.0) -> str:
 
 def markdown_table(rows: list[dict], eager_ms: float | None) -> str:
     lines = [
-        ("| model | runtime | precision | params (M) | GMACs | p50 ms | p90 ms | CPU ms | fps | "
-         "vs eager | GFLOP/s | of GEMM peak | mIoU (%) | note |"),
+        ("| model | runtime | precision | params (M) | GMACs | p50 ms | p90 ms | CPU ms | fps | vs "
+         "eager | GFLOP/s | of GEMM peak | mIoU (%) | note |"),
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         ratio = r["latency_ms_p50"] / eager_ms if eager_ms and r["key"] != "gemm" else None
         lines.append(
-            f"| {r['name']} | {r['runtime']} | {r['precision']} | {_fmt(r['params'], '.2f', 1e-6)} | "
-            f"{_fmt(r['macs'], '.2f', 1e-9)} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p90']:.1f} | "
-            f"{r['cpu_ms_p50']:.1f} | {_fmt(r['throughput_fps'], '.2f')} | {_fmt(ratio, '.2f')}x | "
+            f"| {r['name']} | {r['runtime']} | {r['precision']} | {_fmt(r['params'], '.2f', 1e-6)} "
+            f"| {_fmt(r['macs'], '.2f', 1e-9)} | {r['latency_ms_p50']:.1f} | "
+            f"{r['latency_ms_p90']:.1f} | {r['cpu_ms_p50']:.1f} | "
+            f"{_fmt(r['throughput_fps'], '.2f')} | {_fmt(ratio, '.2f')}x | "
             f"{_fmt(r.get('gflops'), '.1f')} | {_fmt(r.get('fraction_of_gemm_peak'), '.2f')} | "
             f"{_fmt(r['miou'], '.2f', 100)} | {r['note']} |"
         )
@@ -451,7 +457,8 @@ def checks(results: dict[str, list[dict]]) -> list[dict]:
                      if r["key"] in ("eager", "ort") and r.get("fraction_of_gemm_peak") is not None}
         if fractions:
             best = max(fractions, key=fractions.get)
-            out.append({"resolution": res, "check": f"unpruned BiSeNet >= {TARGET_PEAK_FRACTION} of the "
+            out.append({"resolution": res,
+                        "check": f"unpruned BiSeNet >= {TARGET_PEAK_FRACTION} of the "
                         f"GEMM peak (best fp32 runtime)", "value": ", ".join(
                             f"{k} {v:.2f}" for k, v in fractions.items()),
                         "pass": fractions[best] >= TARGET_PEAK_FRACTION})
@@ -468,10 +475,12 @@ def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
         "",
         f"`{doc['command']}`",
         "",
-        (f"{m['cpu']}, {m['cores']} cores usable, **{doc['threads']} threads** (torch.set_num_threads and "
-         f"ONNX Runtime intra_op_num_threads), torch {doc['versions']['torch']}, onnxruntime "
-         f"{doc['versions']['onnxruntime']}, batch 1, up to {doc['repeats']} interleaved repeats in random "
-         f"order after {doc['warmup']} warm-up (slow cases fewer, at least 3); load average at start {m['loadavg_start']}, at end {m['loadavg_end']}."),
+        (f"{m['cpu']}, {m['cores']} cores usable, **{doc['threads']} threads** "
+         f"(torch.set_num_threads and ONNX Runtime intra_op_num_threads), torch "
+         f"{doc['versions']['torch']}, onnxruntime {doc['versions']['onnxruntime']}, batch 1, up "
+         f"to {doc['repeats']} interleaved repeats in random order after {doc['warmup']} warm-up "
+         f"(slow cases fewer, at least 3); load average at start {m['loadavg_start']}, at end "
+         f"{m['loadavg_end']}."),
         (f"Base model: {doc['info']['base_checkpoint']}. mIoU: 11 named classes on "
          f"{doc['miou_data'] or '- (no --checkpoint or no data)'}."),
         ("GEMM peak scan (fp32 torch.mm, best of 3): "
@@ -482,10 +491,13 @@ def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
     ]
     for res, rows in doc["results"].items():
         eager = next((r for r in rows if r["key"] == "eager"), None)
-        lines += [f"## {res}", "", markdown_table(rows, eager["latency_ms_p50"] if eager else None), ""]
-    lines += ["## Checks (issue 8)", "", "| resolution | check | measured | result |", "|---|---|---|---|"]
+        lines += [f"## {res}", "",
+                  markdown_table(rows, eager["latency_ms_p50"] if eager else None), ""]
+    lines += ["## Checks (issue 8)", "", "| resolution | check | measured | result |",
+              "|---|---|---|---|"]
     for c in doc["checks"]:
-        lines.append(f"| {c['resolution']} | {c['check']} | {c['value']} | {'pass' if c['pass'] else 'FAIL'} |")
+        lines.append(f"| {c['resolution']} | {c['check']} | {c['value']} | "
+                     f"{'pass' if c['pass'] else 'FAIL'} |")
     lines.append("")
     md_path.write_text("\n".join(lines))
     return json_path, md_path

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(CamVid) images. Run `uda-seg COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in available_commands().items():
+    for name, (_, help_text) in available_commands().items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 

@@ -79,14 +79,17 @@ Device = Annotated[str, check_device]
 class ModelConfig:
     backbone: Backbone = "resnet18"  # context path: resnet18 | resnet34 | resnet50 | resnet101
     num_classes: int = 12  # the paper's 11 CamVid classes + Background
-    pretrained: str = ""  # ImageNet weights: '' random init, a .pth path, or 'torchvision' (cache only)
+    # ImageNet weights: '' random init, a .pth path, or 'torchvision' (its cache only)
+    pretrained: str = ""
 
 
 @dataclass
 class DataConfig:
-    source_format: DatasetFormat = "auto"  # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
+    # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
+    source_format: DatasetFormat = "auto"
     source_root: str = "data/synthetic/idda"
-    source_sequences: list[str] = field(default_factory=list)  # only these sequences (name prefix); [] = all
+    # only frames of these sequences (the name's prefix); [] = all
+    source_sequences: list[str] = field(default_factory=list)
     target_format: DatasetFormat = "auto"  # unlabelled domain (labels used only for evaluation)
     target_root: str = "data/synthetic/camvid"
     # unlabelled target training frames only from these sequences, e.g. [0001TP, 0016E5] to
@@ -111,12 +114,16 @@ class AugmentationConfig:
 
     scales: list[float] = field(default_factory=lambda: [1.0])  # random scale set before the crop
     hflip: float = 0.5  # probability of a joint horizontal flip (0 = off)
-    blur_sigma: list[float] = field(default_factory=lambda: [1.0, 2.0])  # Gaussian blur sigma range; [] = off
+    # Gaussian blur sigma range; [] = off
+    blur_sigma: list[float] = field(default_factory=lambda: [1.0, 2.0])
     blur_p: float = 1.0  # probability of blurring when blur_sigma is set
-    linear_contrast: list[float] = field(default_factory=list)  # contrast factor range, e.g. [0.75, 1.5]
-    noise_std: list[float] = field(default_factory=list)  # additive Gaussian noise std range (0-255 scale)
+    # contrast factor range, e.g. [0.75, 1.5]
+    linear_contrast: list[float] = field(default_factory=list)
+    # additive Gaussian noise std range (0-255 scale)
+    noise_std: list[float] = field(default_factory=list)
     noise_p: float = 0.5
-    multiply: list[float] = field(default_factory=list)  # brightness multiplier range, e.g. [0.8, 1.2]
+    # brightness multiplier range, e.g. [0.8, 1.2]
+    multiply: list[float] = field(default_factory=list)
     multiply_p: float = 0.5
 
 
@@ -146,13 +153,15 @@ class TrainConfig:
 
 @dataclass
 class AdaptConfig:
-    discriminator: DiscriminatorName = "fcd"  # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work)
+    # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work)
+    discriminator: DiscriminatorName = "fcd"
     lambda_adv: float = 0.001  # weight of L_adv in eq. 1
     d_lr: float = 1e-4  # Adam, same poly decay as the segmentation network
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     d_width: int = 64  # channels of the first discriminator layer (doubles per layer)
     dropout: float = 0.0  # dropout after each conv+activation in D (the paper tries 0.01)
-    rank: float = 0.5  # TFD/CPD rank: fraction of the dense layer's parameters kept (tltorch float rank)
+    # TFD/CPD rank: fraction of the dense layer's parameters kept (tltorch's float rank)
+    rank: float = 0.5
     prune: PruneMode = "none"  # during-training pruning of D: none | fixed | incremental
     prune_amount: float = 0.2  # fixed sparsity
     prune_rate: float = 0.005  # incremental sparsity = prune_rate * epoch
@@ -229,7 +238,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return float(value)
     if tp is type(None) and value is None:
         return None
-    if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+    is_bool_for_int = tp is int and isinstance(value, bool)
+    if isinstance(tp, type) and isinstance(value, tp) and not is_bool_for_int:
         return value
     name = getattr(tp, "__name__", str(tp))
     raise ConfigError(f"{where}: expected {name}, got {type(value).__name__} {value!r}")

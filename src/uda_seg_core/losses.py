@@ -43,8 +43,8 @@ def dice_loss(
     """
     if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
         raise ValueError(
-            f"dice_loss: logits must be (N, C, H, W) and target (N, H, W) of the same N, H, W; "
-            f"got {tuple(logits.shape)} and {tuple(target.shape)}"
+            f"dice_loss: logits must be (N, C, H, W) and target (N, H, W) of the same N, H, W; got "
+            f"{tuple(logits.shape)} and {tuple(target.shape)}"
         )
     probs = logits.float().softmax(dim=1)
     valid = (target != ignore_index).unsqueeze(1)  # (N, 1, H, W)
@@ -114,7 +114,8 @@ def segmentation_loss(
     names = tuple(f"{loss.replace('+', '_')}_{head}" for head in ("main", "aux16", "aux32"))
     if len(outputs) > len(names):
         raise ValueError(
-            f"segmentation_loss: expected at most 3 outputs (main, aux16, aux32), got {len(outputs)}"
+            f"segmentation_loss: expected at most 3 outputs (main, aux16, aux32), got "
+            f"{len(outputs)}"
         )
     term = SEGMENTATION_LOSSES[loss]
     terms = [term(out, target, ignore_index) for out in outputs]
@@ -130,10 +131,12 @@ def discriminator_loss(d_logits: torch.Tensor, domain_label: int) -> torch.Tenso
     Averaged over the map (eq. 2 sums over h, w); the mean is what AdaptSegNet uses and
     what lambda_adv = 0.001 was tuned with.
     """
-    return F.binary_cross_entropy_with_logits(d_logits, torch.full_like(d_logits, float(domain_label)))
+    return F.binary_cross_entropy_with_logits(d_logits,
+                                              torch.full_like(d_logits, float(domain_label)))
 
 
-def adversarial_loss(d_logits_target: torch.Tensor, source_label: int = SOURCE_LABEL) -> torch.Tensor:
+def adversarial_loss(d_logits_target: torch.Tensor,
+                     source_label: int = SOURCE_LABEL) -> torch.Tensor:
     """Eq. 5: the segmentation network fools D when target predictions are judged source."""
     return discriminator_loss(d_logits_target, source_label)
 

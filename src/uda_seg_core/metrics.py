@@ -1,11 +1,11 @@
 """Segmentation metrics from one confusion matrix: pixel accuracy, per-class IoU, mIoU.
 
 Shared by training-time validation, `uda-seg evaluate`, the pruning sweep, the benchmark and
-the rosbag evaluator: `evaluate_model(model, dataset, device)` is the measurement. Rows are ground truth, columns
-predictions; pixels whose label is `ignore_index` are not counted. The headline mIoU is
-over the 11 named classes (Background excluded, as in the paper); `miou_all` adds
-Background. A class absent from both the predictions and the labels has IoU NaN and is
-left out of the means (nanmean).
+the rosbag evaluator: `evaluate_model(model, dataset, device)` is the measurement. Rows are
+ground truth, columns predictions; pixels whose label is `ignore_index` are not counted. The
+headline mIoU is over the 11 named classes (Background excluded, as in the paper);
+`miou_all` adds Background. A class absent from both the predictions and the labels has IoU
+NaN and is left out of the means (nanmean).
 
     cm = ConfusionMatrix()
     for images, labels in loader:
@@ -34,10 +34,12 @@ def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise TypeError(
-            f"ConfusionMatrix.update: {what} must be a torch.Tensor or numpy array, got {type(x).__name__}"
+            f"ConfusionMatrix.update: {what} must be a torch.Tensor or numpy array, got "
+            f"{type(x).__name__}"
         )
     if x.is_floating_point():
-        raise TypeError(f"ConfusionMatrix.update: {what} must hold integer class ids, got {x.dtype}")
+        raise TypeError(f"ConfusionMatrix.update: {what} must hold integer class ids, "
+                        f"got {x.dtype}")
     return x.reshape(-1).long()
 
 
@@ -51,9 +53,11 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         if class_names is None:
-            class_names = CLASS_NAMES if num_classes == NUM_CLASSES else [str(i) for i in range(num_classes)]
+            class_names = (CLASS_NAMES if num_classes == NUM_CLASSES
+                           else [str(i) for i in range(num_classes)])
         if len(class_names) != num_classes:
-            raise ValueError(f"ConfusionMatrix: {len(class_names)} class names for {num_classes} classes")
+            raise ValueError(f"ConfusionMatrix: {len(class_names)} class names for {num_classes} "
+                             f"classes")
         self.class_names = tuple(class_names)
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
@@ -76,8 +80,9 @@ class ConfusionMatrix:
             bad = (ids < 0) | (ids >= n)
             if bad.any():
                 raise ValueError(
-                    f"ConfusionMatrix.update: {what} ids {sorted(set(ids[bad].unique().tolist()))[:10]} are "
-                    f"outside 0..{n - 1} and not ignore_index={self.ignore_index}"
+                    f"ConfusionMatrix.update: {what} ids "
+                    f"{sorted(set(ids[bad].unique().tolist()))[:10]} are outside 0..{n - 1} and "
+                    f"not ignore_index={self.ignore_index}"
                 )
         counts = torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
         if self.mat.device != counts.device:
@@ -87,7 +92,8 @@ class ConfusionMatrix:
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.num_classes != self.num_classes:
             raise ValueError(
-                f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class one"
+                f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class "
+                f"one"
             )
         self.mat += other.mat.to(self.mat.device)
         return self
@@ -132,7 +138,8 @@ class ConfusionMatrix:
             "accuracy": _json_float(self.pixel_accuracy),
             "miou": _json_float(self.miou()),
             "miou_12": _json_float(self.miou_all),
-            "per_class_iou": {name: _json_float(v) for name, v in zip(self.class_names, self.iou.tolist())},
+            "per_class_iou": {name: _json_float(v)
+                              for name, v in zip(self.class_names, self.iou.tolist())},
             "pixels": int(self.mat.sum().item()),
         }
 
@@ -183,9 +190,9 @@ def predict_ids(model: nn.Module, images: torch.Tensor, size: tuple[int, int] | 
 
 
 @torch.inference_mode()
-def evaluate_model(model: nn.Module, dataset: Dataset, device: str | torch.device, batch_size: int = 1,
-                   num_workers: int = 0, distributed: bool = False, amp: bool = False,
-                   channels_last: bool = False, num_classes: int | None = None,
+def evaluate_model(model: nn.Module, dataset: Dataset, device: str | torch.device,
+                   batch_size: int = 1, num_workers: int = 0, distributed: bool = False,
+                   amp: bool = False, channels_last: bool = False, num_classes: int | None = None,
                    progress: bool = False) -> ConfusionMatrix:
     """Confusion matrix of `model` (eval mode) over a labelled `dataset` of transformed items.
 

@@ -48,7 +48,7 @@ Target = tuple[nn.Module, str]  # (module that owns the tensor, attribute name)
 
 def _factorized_tensor_type() -> type | None:
     try:
-        from tltorch.factorized_tensors.core import FactorizedTensor
+        from tltorch.factorized_tensors.core import FactorizedTensor  # optional (TFD/CPD)
     except ImportError:  # tensorly-torch absent: no factorised layers to find
         return None
     return FactorizedTensor
@@ -208,7 +208,8 @@ def prune_global(modules: nn.Module | Iterable[nn.Module], amount: float) -> dic
     _remember_factor_owners(modules)
     tensors = [effective_tensor(m, n) for m, n in targets]
     mask = l1_mask(torch.cat([t.flatten() for t in tensors]), amount)
-    _apply_masks(targets, [part.view_as(t) for part, t in zip(mask.split([t.numel() for t in tensors]), tensors)])
+    parts = mask.split([t.numel() for t in tensors])
+    _apply_masks(targets, [part.view_as(t) for part, t in zip(parts, tensors)])
     return sparsity_report(modules)
 
 
@@ -261,7 +262,8 @@ def _names_in(roots: list[nn.Module], root: nn.Module | None) -> dict[int, str]:
     return names
 
 
-def sparsity_report(modules: nn.Module | Iterable[nn.Module], root: nn.Module | None = None) -> dict:
+def sparsity_report(modules: nn.Module | Iterable[nn.Module],
+                    root: nn.Module | None = None) -> dict:
     """Fraction of exactly-zero entries per prunable tensor and in total.
 
     `root` names layers by their path in it (e.g. the whole model when reporting one

@@ -47,7 +47,8 @@ def parse_remaps(remaps: list[str]) -> dict[str, str]:
     table = {}
     for text in remaps or []:
         if ":=" not in text:
-            raise BagError(f"remap '{text}' must look like FROM:=TO (e.g. /camera/image_raw:=image)")
+            raise BagError(f"remap '{text}' must look like FROM:=TO "
+                           f"(e.g. /camera/image_raw:=image)")
         src, dst = text.split(":=", 1)
         table[src.strip()] = dst.strip()
     return table
@@ -61,7 +62,8 @@ def message_class(msgtype: str):
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
         raise BagError(f"message type {msgtype} is not available to rclpy ({exc}); install "
-                       f"its ROS 2 package (e.g. ros-<distro>-{package.split('/')[0].replace('_', '-')})"
+                       f"its ROS 2 package (e.g. "
+                       f"ros-<distro>-{package.split('/')[0].replace('_', '-')})"
                        ) from exc
 
 

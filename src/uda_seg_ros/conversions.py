@@ -61,8 +61,8 @@ def check_image(msg: Image) -> tuple[int, np.dtype]:
     encoding = msg.encoding
     if encoding not in ENCODINGS:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {SUPPORTED} "
-            f"(publish one of these, or CompressedImage jpeg/png with input_transport:=compressed)"
+            f"unsupported image encoding {encoding!r}; supported: {SUPPORTED} (publish one of "
+            f"these, or CompressedImage jpeg/png with input_transport:=compressed)"
         )
     channels, dtype = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -71,13 +71,13 @@ def check_image(msg: Image) -> tuple[int, np.dtype]:
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
-            f"{encoding} image step={step} is smaller than width*bytes_per_pixel="
-            f"{width}*{channels * dtype.itemsize}={row_bytes}"
+            f"{encoding} image step={step} is smaller than "
+            f"width*bytes_per_pixel={width}*{channels * dtype.itemsize}={row_bytes}"
         )
     if step % dtype.itemsize:
         raise ImageConversionError(
-            f"{encoding} image step={step} is not a multiple of the {dtype.itemsize}-byte "
-            f"channel size, so rows would start mid-pixel"
+            f"{encoding} image step={step} is not a multiple of the {dtype.itemsize}-byte channel "
+            f"size, so rows would start mid-pixel"
         )
     expected = height * step  # Python ints: a height*step that overflows uint32 stays exact
     got = len(msg.data)
@@ -125,8 +125,8 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     if (array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels)
             or array.dtype != dtype):
         raise ImageConversionError(
-            f"{encoding} needs a {dtype} array of shape (H, W{', ' + str(channels) if channels > 1 else ''})"
-            f", got {array.dtype} {array.shape}"
+            f"{encoding} needs a {dtype} array of shape (H, "
+            f"W{', ' + str(channels) if channels > 1 else ''}), got {array.dtype} {array.shape}"
         )
     height, width = array.shape[:2]
     row_bytes = width * channels * dtype.itemsize
@@ -197,7 +197,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in _JPEG_SOF:
             if i + 9 > n:
                 return None
-            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            return int.from_bytes(data[i + 5:i + 7],
+                                  "big"), int.from_bytes(data[i + 7:i + 9], "big")
         if marker == 0xDA:  # start of scan before any frame header
             return None
         i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
@@ -222,8 +223,8 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     size = compressed_size(msg)
     if size is None or 0 in size:
         raise ImageConversionError(
-            f"corrupt {kind} CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): "
-            f"no valid image size in its header"
+            f"corrupt {kind} CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): no "
+            f"valid image size in its header"
         )
     if size[0] * size[1] > MAX_DECODED_PIXELS:
         raise ImageConversionError(

@@ -44,12 +44,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rosbags.rosbag2 import Reader
+
 from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import from_dict
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently
 from uda_seg_core.study.stages import StageError, Stages
-from uda_seg_ros.bag import IMAGE_TOPIC
+from uda_seg_ros.bag import IMAGE_TOPIC, typestore
+from uda_seg_ros.live_eval import merge_node_stats
 
 MASK_TOPIC = "segmentation/class_mask"
 STAGE_COUNT = 8
@@ -92,13 +95,14 @@ class Progress:
         self.times: dict[str, float] = {}
 
     def stage(self, number: int, name: str, what: str) -> float:
-        print(f"\n[{number}/{STAGE_COUNT}] {name}: {what}  (t={time.monotonic() - self.start:.0f} s)",
-              flush=True)
+        elapsed = time.monotonic() - self.start
+        print(f"\n[{number}/{STAGE_COUNT}] {name}: {what}  (t={elapsed:.0f} s)", flush=True)
         return time.monotonic()
 
     def done(self, name: str, since: float, note: str = "") -> None:
         self.times[name] = round(time.monotonic() - since, 1)
-        print(f"    {name} done in {self.times[name]:.0f} s{'; ' + note if note else ''}", flush=True)
+        print(f"    {name} done in {self.times[name]:.0f} s{'; ' + note if note else ''}",
+              flush=True)
 
 
 def run_step(argv: list[str], what: str, log: Path | None = None, env=None) -> None:
@@ -167,7 +171,8 @@ def prune_unstructured(checkpoint: Path, out: Path, amount: float) -> dict:
 
 
 def evaluate_offline(checkpoint: Path, data: Path, out: Path) -> dict:
-    run_step(cli("evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "test",
+    run_step(cli("evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--split",
+                 "test",
                  "--device", "cpu", "--out", str(out)), f"uda-seg evaluate {checkpoint}",
              log=out.with_suffix(".log"))
     return json.loads((out / "metrics.json").read_text())
@@ -183,7 +188,8 @@ def claim_domain_id() -> tuple[int, object]:
     lock_dir = Path(tempfile.gettempdir()) / "uda_seg_ros_domains"
     lock_dir.mkdir(exist_ok=True)
     for domain in range(101, 0, -1):
-        fh = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 - held open: the lock is the claim
+        # held open, not in a `with`: the open lock file is the claim on the domain
+        fh = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -208,7 +214,8 @@ def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float)
         if path.is_file() and text in path.read_text(errors="replace"):
             return
         if proc.poll() is not None:
-            raise DemoError(f"the node exited ({proc.returncode}) before it was ready - log: {path}\n"
+            raise DemoError(f"the node exited ({proc.returncode}) before it was ready - log: "
+                            f"{path}\n"
                             + path.read_text(errors="replace")[-2000:])
         time.sleep(0.2)
     raise DemoError(f"the node was not ready after {timeout:g} s - log: {path}")
@@ -217,10 +224,6 @@ def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float)
 def bag_frame_size(bag: Path) -> tuple[int, int]:
     """(H, W) of the bag's images: the node runs at exactly this size, so nothing is resampled
     (make-synthetic writes CamVid-style frames at 4:3, which need not be --size)."""
-    from rosbags.rosbag2 import Reader
-
-    from uda_seg_ros.bag import typestore
-
     store = typestore()
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.topic == IMAGE_TOPIC]
@@ -280,8 +283,6 @@ def live_run(name: str, model: Path, bag: Path, frames: int, out: Path, env: dic
     if not result_path.is_file():
         raise DemoError(f"live evaluation ({name}) wrote no result - log: {eval_log}\n"
                         + eval_log.read_text(errors="replace")[-2000:])
-    from uda_seg_ros.live_eval import merge_node_stats
-
     result = merge_node_stats(json.loads(result_path.read_text()), stats, wait_s=5.0)
     result_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -306,7 +307,8 @@ def summary_table(offline: dict[str, dict], live: dict[str, dict], served: str) 
     for name, metrics in offline.items():
         tag = " (served)" if name == served else ""
         lines.append(f"| offline: {name}{tag} | {_pct(metrics.get('miou'))} | "
-                     f"{_pct(metrics.get('accuracy'))} | {metrics.get('images', '-')} | - | - | - | - |")
+                     f"{_pct(metrics.get('accuracy'))} | {metrics.get('images', '-')} | - | - | - "
+                     f"| - |")
     for name, result in live.items():
         node = result.get("node", {})
         counters = node.get("counters", {})
@@ -407,7 +409,8 @@ def pruning(d: DemoRun) -> tuple[str, str]:
 
 def offline_evaluation(d: DemoRun) -> dict[str, dict]:
     """Stage 5: `uda-seg evaluate` of every model on the CamVid-style test split."""
-    t = d.progress.stage(5, "evaluate", "offline mIoU of every model on the CamVid-style test split")
+    t = d.progress.stage(5, "evaluate",
+                         "offline mIoU of every model on the CamVid-style test split")
     eval_dir = d.out / "eval"
 
     def evaluate_all() -> None:
@@ -429,7 +432,8 @@ def offline_evaluation(d: DemoRun) -> dict[str, dict]:
 def write_bag(d: DemoRun, frames: int) -> Path:
     """Stage 6: the test split as a rosbag2 (mcap) file."""
     s = d.s
-    t = d.progress.stage(6, "bag", f"CamVid-style test split -> rosbag2 (mcap), {s.fps:g} fps stamps")
+    t = d.progress.stage(6, "bag",
+                         f"CamVid-style test split -> rosbag2 (mcap), {s.fps:g} fps stamps")
     bag = d.out / "camvid_test_bag"
     d.stage("bag", {"fps": s.fps}, [bag / "metadata.yaml"], lambda: run_step(
         bag_cli("write", "--camvid", str(d.data / "camvid"), "--split", "test", "--out", str(bag),
@@ -444,7 +448,8 @@ def live(d: DemoRun, served: str, bag: Path, frames: int) -> dict[str, dict]:
     domain, _lock = claim_domain_id()
     env = ros_environment(domain)
     results: dict[str, dict] = {}
-    t = d.progress.stage(7, "live paced", f"node on '{served}', every frame (ROS_DOMAIN_ID={domain})")
+    t = d.progress.stage(7, "live paced",
+                         f"node on '{served}', every frame (ROS_DOMAIN_ID={domain})")
     results["paced, every frame"] = live_run("paced", d.checkpoints[served], bag, frames, out, env,
                                              paced=True)
     d.progress.done("live paced", t)
@@ -472,8 +477,8 @@ def write_summary(d: DemoRun, offline: dict, results: dict, served: str, bag: Pa
          f"({fh}x{fw}); not CamVid numbers."),
         (f"live paced vs offline for the served model: {gap_text} points apart "
          f"({paced['frames_missed']} frames missed)."),
-        ("node latency = image received -> mask published inside the node; end-to-end = "
-         "header stamp (set by the player at publish) -> mask published."),
+        ("node latency = image received -> mask published inside the node; end-to-end = header "
+         "stamp (set by the player at publish) -> mask published."),
         f"wall time {total / 60:.1f} min; stage seconds: {json.dumps(d.progress.times)}",
     ]
     text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -512,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--size", default=d.size, help="H x W of the synthetic frames (default: %(default)s)")
+    p.add_argument("--size", default=d.size,
+                   help="H x W of the synthetic frames (default: %(default)s)")
     p.add_argument("--num-source", type=int, default=d.num_source)
     p.add_argument("--num-target", type=int, default=d.num_target)
     p.add_argument("--iters", type=int, default=d.iters, help="source-only training iterations")

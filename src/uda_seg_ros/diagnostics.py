@@ -43,7 +43,8 @@ def diagnostic_level(summary: dict, previous: dict | None) -> tuple[bytes, str]:
     processed, failed = delta("processed"), delta("failed")
     accepted = delta("received") - delta("rejected")
     if failed > 0 and processed == 0:
-        return DiagnosticStatus.ERROR, f"segmentation failed on all {failed} frames since the last report"
+        return (DiagnosticStatus.ERROR,
+                f"segmentation failed on all {failed} frames since the last report")
     problems = [f"{delta(name)} {name}" for name in ("rejected", "failed") if delta(name) > 0]
     if accepted > 0 and processed == 0:
         problems.append(f"{accepted} frames received, none finished")

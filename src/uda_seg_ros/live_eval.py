@@ -54,7 +54,8 @@ class LiveEvaluation:
         self.matched: set = set()
         self.latencies_ms: list[float] = []
         self.counts = {"labels": 0, "masks": 0, "matched": 0, "size_mismatch": 0,
-                       "duplicate_masks": 0, "duplicate_labels": 0, "evicted_labels": 0, "evicted_masks": 0}
+                       "duplicate_masks": 0, "duplicate_labels": 0, "evicted_labels": 0,
+                       "evicted_masks": 0}
         self.first_mismatch = ""
         self.lock = threading.Lock()
 
@@ -162,8 +163,8 @@ def format_result(result: dict) -> str:
             else f"{100 * value:.2f}"
 
     lines = [
-        (f"live mIoU {pct(result['miou'])} (11 classes), {pct(result['miou_12'])} (12), "
-         f"pixel accuracy {pct(result['accuracy'])}"),
+        (f"live mIoU {pct(result['miou'])} (11 classes), {pct(result['miou_12'])} (12), pixel "
+         f"accuracy {pct(result['accuracy'])}"),
         (f"frames: {result['frames_matched']} matched, {result['frames_missed']} missed of "
          f"{result['frames_labelled']} labelled; {result['masks_without_label']} masks without "
          f"label; {result['size_mismatch']} size mismatches"),
@@ -184,7 +185,8 @@ def mask_qos(kind: str):
 
     if kind not in ("reliable", "best_effort"):
         raise ValueError(f"--mask-qos must be reliable or best_effort, got {kind!r}")
-    reliability = ReliabilityPolicy.RELIABLE if kind == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    reliability = (ReliabilityPolicy.RELIABLE if kind == "reliable"
+                   else ReliabilityPolicy.BEST_EFFORT)
     return QoSProfile(depth=100, reliability=reliability)
 
 
@@ -294,7 +296,8 @@ def add_arguments(parser) -> None:
                         help="stop once this many frames were matched (0 = wait for --idle)")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds")
     parser.add_argument("--idle", type=float, default=5.0,
-                        help="stop when nothing arrived for this many seconds after the first message")
+                        help="stop when nothing arrived for this many seconds after the first "
+                             "message")
     parser.add_argument("--out", default="", help="write the result as JSON here")
     parser.add_argument("--node-stats", default="",
                         help="the node's stats_file JSON, merged into the result if present")

@@ -1,7 +1,8 @@
 """ROS 2 node `uda_segmentation`: camera images in, BiSeNet class masks out.
 
     segmentation_node --ros-args -p model_path:=runs/best.pt -r image:=/camera/image_raw
-    ros2 launch uda_seg_ros segment.launch.py model_path:=runs/best.pt image_topic:=/camera/image_raw
+    ros2 launch uda_seg_ros segment.launch.py model_path:=runs/best.pt \\
+        image_topic:=/camera/image_raw
 
 Data path (each step timed in a LatencyTracker, reported on /diagnostics):
 
@@ -326,7 +327,8 @@ class SegmentationNode(Node):
         summary = self.tracker.summary()
         array = build_diagnostics(summary, self.get_clock().now().to_msg(),
                                   name=self.get_fully_qualified_name(),
-                                  hardware_id=self.segmenter.device, previous=self._previous_summary)
+                                  hardware_id=self.segmenter.device,
+                                  previous=self._previous_summary)
         self.diagnostics_pub.publish(array)
         self._previous_summary = summary
 

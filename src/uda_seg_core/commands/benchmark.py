@@ -24,8 +24,10 @@ from uda_seg_core.commands.common import size_type
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resolutions", default="360x480", help="HxW[,HxW...] (e.g. 360x480,720x960)")
-    parser.add_argument("--checkpoint", default=None, help="trained checkpoint (default: random weights)")
+    parser.add_argument("--resolutions", default="360x480",
+                        help="HxW[,HxW...] (e.g. 360x480,720x960)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="trained checkpoint (default: random weights)")
     parser.add_argument("--backbone", default="resnet18",
                         help="backbone of the random model without --checkpoint")
     parser.add_argument("--pruned", default=None,
@@ -43,14 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-frames", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of every case")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of every case first")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every usable core)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (0 = every usable core)")
     parser.add_argument("--case-budget", type=float, default=20.0,
                         help="seconds of timed runs per case and resolution; slower cases get "
                         "fewer repeats, at least 3 (0 = always --repeats)")
     parser.add_argument("--gap-ms", type=float, default=50.0,
                         help="pause between cases so the previous case's worker threads stop "
                         "spinning")
-    parser.add_argument("--no-alternatives", action="store_true", help="skip the torchvision models")
+    parser.add_argument("--no-alternatives", action="store_true",
+                        help="skip the torchvision models")
     parser.add_argument("--gemm-sizes", default=",".join(map(str, GEMM_SIZES)),
                         help="square torch.mm sizes scanned for the fp32 peak")
     parser.add_argument("--out", default="runs/benchmark",

@@ -30,7 +30,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by `uda-seg train` and `uda-seg adapt`."""
     parser.add_argument("--config", help="experiment YAML (differences from the defaults)")
     parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its last.pt (its config.yaml is used)")
+                        help="continue the run in RUN_DIR from its last.pt (its config.yaml is "
+                             "used)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start again even if the run directory already holds a run")
     parser.add_argument("--stop-at", type=int, metavar="N",
@@ -46,11 +47,13 @@ def add_checkpoint_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelled dataset folder (e.g. data/synthetic/camvid)")
     parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
                         help="dataset layout (default: auto, read off the folder)")
-    parser.add_argument("--split", default="test", help="split to measure: test or val (default: test)")
+    parser.add_argument("--split", default="test",
+                        help="split to measure: test or val (default: test)")
     parser.add_argument("--sequences", nargs="+", default=(), metavar="SEQ",
                         help="only frames of these sequences (e.g. 0006R0: a drive held out of "
                         "adaptation)")
     parser.add_argument("--eval-size", nargs=2, type=int, metavar=("H", "W"),
-                        help="resize images to H W first (default: the checkpoint's data.eval_size)")
+                        help="resize images to H W first (default: the checkpoint's "
+                        "data.eval_size)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

@@ -25,7 +25,8 @@ from uda_seg_core.optimize.export import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="uda_seg checkpoint (.pt), pruned or not")
+    parser.add_argument("--checkpoint", required=True,
+                        help="uda_seg checkpoint (.pt), pruned or not")
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     parser.add_argument("--mode", default="pred", choices=MODES,
                         help="pred: uint8 class ids (argmax inside); logits: float scores")

@@ -13,7 +13,8 @@ from uda_seg_core.data.synthetic import make_synthetic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
+    parser.add_argument("--out", default="data/synthetic",
+                        help="output folder (default: data/synthetic)")
     parser.add_argument("--seed", type=int, default=0, help="same seed -> same bytes (default 0)")
     parser.add_argument("--size", type=size_type, default=(240, 320),
                         help="IDDA-style frame size HxW; CamVid frames are 4:3 of about the same "
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-source", type=int, default=200,
                         help="sim (IDDA format) frames (default 200)")
     parser.add_argument("--num-target", type=int, default=200,
-                        help="real (CamVid format) frames, split 60/20/20 per sequence (default 200)")
+                        help="real (CamVid format) frames, split 60/20/20 per sequence (default "
+                             "200)")
     parser.add_argument("--stats-frames", type=int, default=32,
                         help="frames per domain for the appearance statistics (0 = skip)")
 

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-layer-ratio", type=float, default=0.9,
                         help="global scope: no layer loses more than this fraction")
     parser.add_argument("--finetune-iters", type=int, default=None,
-                        help="fine-tune iterations after pruning (default: optimise.finetune_iters, 0)")
+                        help="fine-tune iterations after pruning (default: "
+                             "optimise.finetune_iters, 0)")
     parser.add_argument("--finetune-method", default="auto", choices=("auto", *FINETUNE_METHODS),
                         help="auto: adversarial when the checkpoint holds a discriminator, "
                         "else supervised")
@@ -50,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batches to re-estimate BatchNorm statistics on after pruning "
                         "(0 = off); source, plus target with the adversarial fine-tune method")
     parser.add_argument("--steps", type=int, default=1,
-                        help="prune in this many steps, each followed by its share of the fine-tune")
+                        help="prune in this many steps, each followed by its share of the "
+                        "fine-tune")
     parser.add_argument("--distill", type=float, default=0.0,
                         help="weight of distillation from the unpruned network during the "
                         "supervised fine-tune")

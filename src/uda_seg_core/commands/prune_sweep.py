@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0:0.85:0.05)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="mIoU loss (fraction) still counted as holding up (default: 0.01)")
-    parser.add_argument("--out", help="output folder (default: <checkpoint dir>/prune_sweep_<split>)")
+    parser.add_argument("--out",
+                        help="output folder (default: <checkpoint dir>/prune_sweep_<split>)")
 
 
 def run(args: argparse.Namespace) -> int:

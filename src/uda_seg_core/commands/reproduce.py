@@ -1,6 +1,6 @@
 """`uda-seg reproduce`: every experiment of the paper's Tables I-IV, the pruning sweeps, the report.
 
-    uda-seg reproduce --out runs/reproduce                      # the reduced profile (make reproduce)
+    uda-seg reproduce --out runs/reproduce           # the reduced profile (make reproduce)
     uda-seg reproduce --out runs/paper --profile paper \\
         --source-root data/IDDA --target-root data/CamVid --device cuda
     uda-seg reproduce --out runs/reproduce --only table1_fcd table2_dropout --dry-run

@@ -54,9 +54,11 @@ def _colour(values: list[str], path: Path, line: int) -> tuple[int, int, int]:
     try:
         rgb = tuple(int(float(v)) for v in values)
     except ValueError:
-        raise DatasetFormatError(f"{path}, line {line}: r,g,b must be integers, got {values}") from None
+        raise DatasetFormatError(f"{path}, line {line}: r,g,b must be integers, "
+                                 f"got {values}") from None
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise DatasetFormatError(f"{path}, line {line}: r,g,b must be 3 values in 0-255, got {values}")
+        raise DatasetFormatError(f"{path}, line {line}: r,g,b must be 3 values in 0-255, got "
+                                 f"{values}")
     return rgb  # type: ignore[return-value]
 
 
@@ -103,7 +105,8 @@ def colour_table(root: Path) -> tuple[dict[tuple[int, int, int], int], str]:
         return read_class_dict(root / "class_dict.csv"), "class_dict.csv"
     if (root / "label_colors.txt").is_file():
         return read_label_colors_txt(root / "label_colors.txt"), "label_colors.txt"
-    log.info("%s has no class_dict.csv or label_colors.txt; using the built-in 32 CamVid colours", root)
+    log.info("%s has no class_dict.csv or label_colors.txt; using the built-in 32 CamVid colours",
+             root)
     return camvid_colour_to_class(), "built-in CamVid"
 
 
@@ -129,8 +132,8 @@ class CamVid(SegmentationDataset):
             split_images, split_labels = self._scan_split(split, fmt, with_labels)
             clash = images.keys() & split_images.keys()
             if clash:
-                raise DatasetFormatError(f"{self.root}: split '{split}' repeats names of an earlier "
-                                         f"split: {sorted(clash)[:10]}")
+                raise DatasetFormatError(f"{self.root}: split '{split}' repeats names of an "
+                                         f"earlier split: {sorted(clash)[:10]}")
             images.update(split_images)
             labels.update(split_labels)
         names = sorted(images, key=natural_key)
@@ -157,13 +160,15 @@ class CamVid(SegmentationDataset):
         for p in image_files(label_dir):
             if self.layout == "colour":
                 if not p.stem.endswith(LABEL_SUFFIX):
-                    raise DatasetFormatError(f"label {p} is not named <image name>{LABEL_SUFFIX}.png "
-                                             f"as the CamVid colour layout requires")
+                    raise DatasetFormatError(
+                        f"label {p} is not named <image name>{LABEL_SUFFIX}.png as the CamVid "
+                        f"colour layout requires")
                 labels[p.stem[: -len(LABEL_SUFFIX)]] = p
             else:
                 labels[p.stem] = p
         hint = (f"Each image <name>.png needs {label_dir.name}/<name>{LABEL_SUFFIX}.png."
-                if self.layout == "colour" else f"Each image needs {label_dir.name}/<same name>.png.")
+                if self.layout == "colour"
+                else f"Each image needs {label_dir.name}/<same name>.png.")
         pair_by_name(images, labels, image_dir, label_dir, hint)
         return images, labels
 
@@ -171,13 +176,16 @@ class CamVid(SegmentationDataset):
         data = read_unchanged(path)
         if self.layout == "colour":
             if data.ndim != 3 or data.shape[2] < 3:
-                raise DatasetFormatError(f"label {path} is single-channel; the CamVid colour layout "
-                                         f"has RGB labels (is this the SegNet layout? use camvid_segnet)")
+                raise DatasetFormatError(f"label {path} is single-channel; the CamVid colour "
+                                         f"layout has RGB labels (is this the SegNet layout? use "
+                                         f"camvid_segnet)")
             rgb = np.ascontiguousarray(data[..., 2::-1])  # BGR(A) -> RGB
             return camvid_rgb_to_ids(rgb, self.lut)
         if data.ndim == 3:
-            if not (np.array_equal(data[..., 0], data[..., 1]) and np.array_equal(data[..., 0], data[..., 2])):
-                raise DatasetFormatError(f"label {path} is a colour image; the SegNet layout has integer "
-                                         f"labels 0-11 (is this the colour layout? use camvid)")
+            grey = data[..., 0]
+            if not (np.array_equal(grey, data[..., 1]) and np.array_equal(grey, data[..., 2])):
+                raise DatasetFormatError(f"label {path} is a colour image; the SegNet layout has "
+                                         f"integer labels 0-11 (is this the colour layout? use "
+                                         f"camvid)")
             data = data[..., 0]
         return segnet_to_ids(data)

@@ -2,7 +2,7 @@
 
     IDDA/rgb/<stem>.jpg          images
     IDDA/labels/<stem>.png       RGBA (or RGB) labels; the IDDA id 0-26 is in the red channel
-    IDDA/classes_info.json       {"classes": 27, "label2camvid": [[id, camvid], ...], "label": [...], ...}
+    IDDA/classes_info.json       {"classes": 27, "label2camvid": [[id, camvid], ...], ...}
 
 Ids map to the paper's classes with `labels.IDDA_TO_CLASS` (13 ids keep a named class,
 the others and any value >= 27 are Background). `classes_info.json` is checked against
@@ -62,7 +62,8 @@ def check_label2camvid(info: dict, path: Path) -> list[int]:
     differ = []
     for pair in pairs:
         if not (isinstance(pair, list) and len(pair) == 2):
-            raise DatasetFormatError(f"{path}: label2camvid entries must be [idda_id, camvid_id], got {pair}")
+            raise DatasetFormatError(f"{path}: label2camvid entries must be [idda_id, camvid_id], "
+                                     f"got {pair}")
         idda_id, camvid = int(pair[0]), int(pair[1])
         theirs = BACKGROUND if camvid == 255 or camvid >= BACKGROUND else camvid
         if 0 <= idda_id < 256 and IDDA_TO_CLASS[idda_id] != theirs:
@@ -91,7 +92,8 @@ class IDDA(SegmentationDataset):
         for folder in (image_dir, label_dir) if with_labels else (image_dir,):
             if not folder.is_dir():
                 raise DatasetFormatError(f"{folder} not found: the IDDA layout is rgb/*.jpg, "
-                                         f"labels/*.png, classes_info.json. {layout_hint(self.root, 'idda')}")
+                                         f"labels/*.png, classes_info.json. "
+                                         f"{layout_hint(self.root, 'idda')}")
         info_path = self.root / "classes_info.json"
         self.classes_info = read_classes_info(info_path) if info_path.is_file() else {}
         if not info_path.is_file():
@@ -117,14 +119,14 @@ class IDDA(SegmentationDataset):
                 stems = read_split_list(listing)
                 unknown = [s for s in stems if s not in available]
                 if unknown:
-                    raise DatasetFormatError(f"{listing} lists {len(unknown)} stem(s) with no image in "
-                                             f"{self.root / 'rgb'}: {list_names(unknown)}")
+                    raise DatasetFormatError(f"{listing} lists {len(unknown)} stem(s) with no "
+                                             f"image in {self.root / 'rgb'}: {list_names(unknown)}")
                 chosen.extend(stems)
             elif split in ALL_SPLITS:
                 chosen.extend(names)
             else:
-                raise DatasetFormatError(f"IDDA split '{split}' needs {listing} (one image stem per "
-                                         f"line); without a list only {' / '.join(ALL_SPLITS)} "
+                raise DatasetFormatError(f"IDDA split '{split}' needs {listing} (one image stem "
+                                         f"per line); without a list only {' / '.join(ALL_SPLITS)} "
                                          f"(every image) exist")
         return sorted(dict.fromkeys(chosen), key=natural_key)
 
@@ -132,8 +134,8 @@ class IDDA(SegmentationDataset):
         data = read_unchanged(path)
         if data.ndim == 3:
             if data.shape[2] < 3:
-                raise DatasetFormatError(f"label {path} has {data.shape[2]} channels; expected RGB(A) "
-                                         f"with the IDDA id in red")
+                raise DatasetFormatError(f"label {path} has {data.shape[2]} channels; expected "
+                                         f"RGB(A) with the IDDA id in red")
             data = data[..., 2]  # OpenCV stores BGR(A): index 2 is red
         return idda_to_ids(np.ascontiguousarray(data))
 

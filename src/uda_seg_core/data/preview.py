@@ -99,12 +99,13 @@ def open_for_preview(root: Path, fmt: str, split: list[str] | None):
         return build_dataset("idda", root, split or ["all"])
     if split is None:
         label_dir = "{}_labels" if fmt == "camvid" else "{}annot"
-        split = [s for s in CAMVID_SPLITS if (root / s).is_dir() and (root / label_dir.format(s)).is_dir()]
+        split = [s for s in CAMVID_SPLITS
+                 if (root / s).is_dir() and (root / label_dir.format(s)).is_dir()]
     return build_dataset(fmt, root, split)
 
 
-def make_preview(root: str | Path, out: str | Path, fmt: str = "auto", split: list[str] | None = None,
-                 n: int = 8) -> Path:
+def make_preview(root: str | Path, out: str | Path, fmt: str = "auto",
+                 split: list[str] | None = None, n: int = 8) -> Path:
     """Write the grid PNG for a dataset root or a make-synthetic output; returns its path."""
     root, out = Path(root), Path(out)
     if fmt == "auto":
@@ -113,7 +114,8 @@ def make_preview(root: str | Path, out: str | Path, fmt: str = "auto", split: li
         parts = [preview_columns(open_for_preview(root / "idda", "idda", None), n),
                  preview_columns(open_for_preview(root / "camvid", "camvid", None), n)]
         h = max(p.shape[0] for p in parts)
-        parts = [np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in parts]
+        parts = [np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
+                 for p in parts]
         grid = np.concatenate([parts[0], np.full((h, 6, 3), 255, np.uint8), parts[1]], axis=1)
     else:
         grid = preview_columns(open_for_preview(root, fmt, split), n)

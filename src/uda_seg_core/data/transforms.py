@@ -35,6 +35,7 @@ import torch
 from uda_seg_core.config import AugmentationConfig, DataConfig
 from uda_seg_core.labels import IGNORE_INDEX
 
+
 def _range(values: list[float], field: str) -> tuple[float, float] | None:
     """[] -> None (off), [v] -> (v, v), [lo, hi] -> (lo, hi); anything else is an error."""
     if not values:
@@ -73,7 +74,8 @@ def normalise(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Ten
 class JointTransform:
     """Callable (image uint8 RGB, label uint8 | None) -> (float32 tensor, int64 tensor | None)."""
 
-    def __init__(self, aug: AugmentationConfig, data: DataConfig, train: bool, seed: int | None = None):
+    def __init__(self, aug: AugmentationConfig, data: DataConfig, train: bool,
+                 seed: int | None = None):
         self.train = train
         self.scales = [float(s) for s in aug.scales] or [1.0]
         if min(self.scales) <= 0:
@@ -115,7 +117,9 @@ class JointTransform:
 
     # -- the paper's augmentations -----------------------------------------------------
     def random_scale(self, image, label):
-        s = self.scales[int(self.rng.integers(len(self.scales)))] if len(self.scales) > 1 else self.scales[0]
+        s = self.scales[0]
+        if len(self.scales) > 1:
+            s = self.scales[int(self.rng.integers(len(self.scales)))]
         if s == 1.0:
             return image, label
         h, w = image.shape[:2]
@@ -128,7 +132,8 @@ class JointTransform:
             ph, pw = max(ch - h, 0), max(cw - w, 0)
             image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
             if label is not None:
-                label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+                label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT,
+                                           value=IGNORE_INDEX)
             h, w = image.shape[:2]
         y = int(self.rng.integers(h - ch + 1))
         x = int(self.rng.integers(w - cw + 1))
@@ -194,7 +199,9 @@ class JointTransform:
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             x = image
         image_t = normalise(x, self.mean, self.std)
-        label_t = None if label is None else torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
+        label_t = None
+        if label is not None:
+            label_t = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
         return image_t, label_t
 
 

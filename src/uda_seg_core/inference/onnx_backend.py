@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
-from uda_seg_core.labels import CLASS_NAMES, PALETTE
 from uda_seg_core.inference.segmenter import ModelInfo, SegmenterError, register_backend
+from uda_seg_core.labels import CLASS_NAMES, PALETTE
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def choose_providers(device: str = "cpu", tensorrt: bool = False) -> list:
     an explicit request gets TensorRT: it builds an engine for minutes on first use (then
     caches it), which a node starting on a vehicle should not do unasked.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: imported only when this backend is used
 
     available = set(ort.get_available_providers())
     device = (device or "auto").lower()
@@ -53,17 +53,18 @@ def choose_providers(device: str = "cpu", tensorrt: bool = False) -> list:
     if tensorrt:
         if "TensorrtExecutionProvider" not in available or device == "cpu":
             raise OnnxBackendError(
-                f"backend 'tensorrt' needs a GPU device and onnxruntime-gpu built with TensorRT; this "
-                f"onnxruntime offers {sorted(available)} and the device is '{device}'. Use backend "
-                f"'onnxruntime' instead")
-        chosen.append(("TensorrtExecutionProvider", {"device_id": device_id, "trt_engine_cache_enable": True,
-                                                     "trt_engine_cache_path": str(Path.home() / ".cache" /
-                                                                                  "uda_seg_trt")}))
+                f"backend 'tensorrt' needs a GPU device and onnxruntime-gpu built with TensorRT; "
+                f"this onnxruntime offers {sorted(available)} and the device is '{device}'. Use "
+                f"backend 'onnxruntime' instead")
+        cache = str(Path.home() / ".cache" / "uda_seg_trt")
+        chosen.append(("TensorrtExecutionProvider", {"device_id": device_id,
+                                                     "trt_engine_cache_enable": True,
+                                                     "trt_engine_cache_path": cache}))
     if device != "cpu" and "CUDAExecutionProvider" in available:
         chosen.append(("CUDAExecutionProvider", {"device_id": device_id}))
     elif device.startswith("cuda"):
-        raise OnnxBackendError(f"device '{device}' but this onnxruntime offers only {sorted(available)}; "
-                               f"install onnxruntime-gpu or use device 'cpu'")
+        raise OnnxBackendError(f"device '{device}' but this onnxruntime offers only "
+                               f"{sorted(available)}; install onnxruntime-gpu or use device 'cpu'")
     chosen.append("CPUExecutionProvider")
     return chosen
 
@@ -91,15 +92,16 @@ class OnnxRuntimeBackend:
     def __init__(self, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                  channels_last: bool = False, threads: int = 0, providers: list | None = None,
                  tensorrt: bool = False):
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: imported only when this backend is used
 
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxBackendError(f"ONNX model not found: {self.path}")
         if precision != "fp32":
             raise OnnxBackendError(
-                f"precision {precision!r} does not apply to {self.path.name}: an ONNX model runs in the "
-                f"precision it was exported with (use precision 'fp32', or export with --int8)"
+                f"precision {precision!r} does not apply to {self.path.name}: an ONNX model runs "
+                f"in the precision it was exported with (use precision 'fp32', or export with "
+                f"--int8)"
             )
         self.device = device
         options = ort.SessionOptions()
@@ -116,7 +118,8 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # InvalidGraph, InvalidProtobuf, NoSuchFile...
             raise OnnxBackendError(
-                f"onnxruntime cannot load {self.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                f"onnxruntime cannot load {self.path}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}"
             ) from exc
         self.providers = self.session.get_providers()
         inputs = self.session.get_inputs()
@@ -143,10 +146,12 @@ class OnnxRuntimeBackend:
             log.warning("%s has no uda_seg metadata (not written by `uda-seg export`); assuming "
                         "ImageNet normalisation and the 12 paper classes", self.path)
         names = list(self.metadata.get("class_names", CLASS_NAMES))
-        palette = np.asarray(self.metadata.get("palette", PALETTE[: len(names)].tolist()), dtype=np.uint8)
+        palette = np.asarray(self.metadata.get("palette", PALETTE[: len(names)].tolist()),
+                             dtype=np.uint8)
         self.info = ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
                               mean=list(self.metadata.get("mean", IMAGENET_MEAN)),
-                              std=list(self.metadata.get("std", IMAGENET_STD)), source=str(self.path))
+                              std=list(self.metadata.get("std", IMAGENET_STD)),
+                              source=str(self.path))
         self.precision = self.metadata.get("precision", "fp32")
 
     def __repr__(self) -> str:
@@ -161,9 +166,9 @@ class OnnxRuntimeBackend:
             raise OnnxBackendError(f"expected a (N, 3, H, W) batch, got shape {batch.shape}")
         if self.fixed_size and tuple(batch.shape[2:]) != self.fixed_size:
             raise OnnxBackendError(
-                f"{self.path.name} was exported for {self.fixed_size[0]}x{self.fixed_size[1]} input "
-                f"but got {batch.shape[2]}x{batch.shape[3]}; resize frames to the model's input_size "
-                f"or re-export with `uda-seg export --size HxW`"
+                f"{self.path.name} was exported for {self.fixed_size[0]}x{self.fixed_size[1]} "
+                f"input but got {batch.shape[2]}x{batch.shape[3]}; resize frames to the model's "
+                f"input_size or re-export with `uda-seg export --size HxW`"
             )
         return batch
 

@@ -25,11 +25,13 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from uda_seg_core import runtime
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
-from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 from uda_seg_core.inference.latency import LatencyTracker
+from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
+from uda_seg_core.models import class_ids, load_model
 
 PRECISIONS = ("fp32", "fp16")
 OUTPUT_SIZES = ("input", "network")
@@ -125,8 +127,6 @@ class TorchBackend:
 
     def __init__(self, model, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
                  channels_last: bool = False):
-        import torch
-
         if precision == "fp16" and not device.startswith("cuda"):
             raise SegmenterError(
                 f"precision 'fp16' runs on CUDA only, but the device is {device!r}; use fp32"
@@ -149,8 +149,6 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                         channels_last: bool = False) -> TorchBackend:
-        from uda_seg_core.models import load_model
-
         model, ckpt = load_model(path, map_location="cpu")
         return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
 
@@ -162,10 +160,10 @@ class TorchBackend:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = self.model(x)
-            if out.ndim == 4:  # a model without 'pred' mode returns logits
-                out = out.argmax(dim=1)
-            # uint8 on the device: 8x less to copy back than int64.
-            return out.to(torch.uint8).cpu().numpy()
+            # a model without 'pred' mode returns logits; uint8 on the device either way:
+            # 8x less to copy back than int64
+            out = class_ids(out) if out.ndim == 4 else out.to(torch.uint8)
+            return out.cpu().numpy()
 
 
 def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:

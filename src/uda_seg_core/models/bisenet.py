@@ -78,7 +78,8 @@ class ContextPath(nn.Module):
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone '{backbone}'; choose from: {', '.join(BACKBONES)}")
         resnet = getattr(torchvision.models, backbone)(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.conv1, self.bn1 = resnet.conv1, resnet.bn1
+        self.relu, self.maxpool = resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4,
         )
@@ -151,7 +152,8 @@ class SegmentationHead(nn.Sequential):
     """conv3x3-BN-ReLU then a 1x1 classifier; upsampling is done by BiSeNet.forward."""
 
     def __init__(self, in_channels: int, mid_channels: int, num_classes: int):
-        super().__init__(ConvBNReLU(in_channels, mid_channels, 3), nn.Conv2d(mid_channels, num_classes, 1))
+        super().__init__(ConvBNReLU(in_channels, mid_channels, 3),
+                         nn.Conv2d(mid_channels, num_classes, 1))
 
 
 def _upsample(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
@@ -291,7 +293,8 @@ def load_backbone_weights(context_path: ContextPath, backbone: str, pretrained: 
             weights = f"{BACKBONES[backbone]}.IMAGENET1K_V1"
             raise FileNotFoundError(
                 f"pretrained='torchvision': no cached ImageNet weights for {backbone} at {path}. "
-                f"Nothing is downloaded at run time; fetch them once with `python -c \"import torchvision; "
+                f"Nothing is downloaded at run time; fetch them once with `python -c "
+                f"\"import torchvision; "
                 f"torchvision.models.{backbone}(weights='{weights.split('.')[-1]}')\"` or set "
                 f"model.pretrained to a local .pth file, or to '' for random init."
             )
@@ -306,7 +309,8 @@ def load_backbone_weights(context_path: ContextPath, backbone: str, pretrained: 
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise TypeError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+        raise TypeError(f"{path}: expected a state dict (name -> tensor), got "
+                        f"{type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the ImageNet classifier
     expected = context_path.state_dict()
@@ -320,8 +324,8 @@ def load_backbone_weights(context_path: ContextPath, backbone: str, pretrained: 
     if missing or unexpected or wrong_shape:
         raise ValueError(
             f"{path}: does not fit the {backbone} context path (is it a torchvision {backbone} "
-            f"state dict?). missing keys: {_first(missing)}; unexpected keys: {_first(unexpected)}; "
-            f"wrong shapes: {_first(wrong_shape)}"
+            f"state dict?). missing keys: {_first(missing)}; unexpected keys: "
+            f"{_first(unexpected)}; wrong shapes: {_first(wrong_shape)}"
         )
     context_path.load_state_dict(state)
 

@@ -58,11 +58,12 @@ def depthwise_separable_conv(in_channels: int, out_channels: int, rank: float) -
 
 def _factorized_conv(factorization: str) -> Callable[[int, int, float], nn.Module]:
     def build(in_channels: int, out_channels: int, rank: float) -> nn.Module:
-        import tltorch  # imported here: only TFD/CPD need tensorly-torch
+        import tltorch  # optional: only TFD/CPD need tensorly-torch
 
         if not 0.0 < rank <= 1.0:
             raise ValueError(
-                f"adapt.rank must be in (0, 1] (fraction of the dense layer's parameters), got {rank}"
+                f"adapt.rank must be in (0, 1] (fraction of the dense layer's parameters), got "
+                f"{rank}"
             )
         # Tucker-2 (the paper's 'core tensor and two factor matrices'): only the channel
         # modes are factorised; a factor on the 4x4 spatial modes would save parameters
@@ -105,7 +106,8 @@ def build_discriminator(
     would remove a channel of a 64-wide layer only once in ~1.6 batches.
     """
     if name not in LAYER_BUILDERS:
-        raise ValueError(f"unknown discriminator '{name}'; choose from: {', '.join(LAYER_BUILDERS)}")
+        raise ValueError(f"unknown discriminator '{name}'; choose from: "
+                         f"{', '.join(LAYER_BUILDERS)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"discriminator dropout must be in [0, 1), got {dropout}")
     make_conv = LAYER_BUILDERS[name]

@@ -1,7 +1,8 @@
 """Export a checkpoint to ONNX (fp32, or INT8 by static quantisation), ready to serve.
 
     uda-seg export --checkpoint runs/x/best.pt --format onnx --out model.onnx
-    uda-seg export --checkpoint runs/x/best.pt --format onnx --mode logits --size 720x960 --out m.onnx
+    uda-seg export --checkpoint runs/x/best.pt --format onnx --mode logits --size 720x960 \\
+        --out m.onnx
     uda-seg export --checkpoint runs/x/best.pt --format onnx --int8 \
         --calibration data/synthetic/camvid --out model_int8.onnx
 
@@ -132,8 +133,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, mode: str = "pred",
     graph = export_graph(model, mode)
     example = torch.zeros(1, 3, *size)
     output = OUTPUT_NAMES[mode]
-    out_axes = {0: "batch", 1: "height", 2: "width"} if mode == "pred" else {0: "batch", 2: "height", 3: "width"}
-    dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, output: out_axes} if dynamic_shape else None
+    out_axes = ({0: "batch", 1: "height", 2: "width"} if mode == "pred"
+                else {0: "batch", 2: "height", 3: "width"})
+    dynamic_axes = None
+    if dynamic_shape:
+        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, output: out_axes}
     with warnings.catch_warnings():
         # The TorchScript exporter is the one that needs no onnxscript; its deprecation
         # notice and tracer warnings about shape arithmetic are expected here.
@@ -222,14 +226,15 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: Sequence[
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # optional
 
     if not frames:
         raise ExportError("INT8 quantisation needs at least one calibration frame")
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
-        raise ExportError(f"unknown calibration method '{method}'; choose from: {', '.join(methods)}")
+        raise ExportError(f"unknown calibration method '{method}'; choose from: "
+                          f"{', '.join(methods)}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="uda_seg_quant_") as tmp:
@@ -296,7 +301,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, mode: str = "p
     frames: list[np.ndarray] = []
     if calibration:
         files = calibration_images(calibration)
-        frames = preprocess_frames(pick_evenly(files, calibration_frames), size, ckpt["mean"], ckpt["std"])
+        frames = preprocess_frames(pick_evenly(files, calibration_frames), size, ckpt["mean"],
+                                   ckpt["std"])
     metadata = metadata_from_checkpoint(ckpt, mode, size)
     summary: dict = {"checkpoint": str(checkpoint), "mode": mode, "size": list(size),
                      "precision": "int8" if int8 else "fp32"}

@@ -23,7 +23,8 @@ Channels are ranked by group magnitude (L2 norm over all coupled weights, by def
 Channel counts are rounded to multiples of `--round-to` (8 by default: AVX2 holds 8 floats).
 
 After each cut the BatchNorm statistics are re-estimated on `--bn-batches` batches of the
-fine-tune's data (source; source and target for the adversarial method; no weights change): the stored statistics no longer describe the thinner layers' inputs,
+fine-tune's data (source; source and target for the adversarial method; no weights change)
+with `train.batchnorm`: the stored statistics no longer describe the thinner layers' inputs,
 and without this the pruned network's output collapses (mIoU 33.6 -> 3.4 % at ratio 0.3
 on the synthetic target; 14.4 % with fresh statistics, before any fine-tune).
 
@@ -79,9 +80,11 @@ def classifier_layers(model: nn.Module) -> list[nn.Module]:
     heads = [m for m in model.modules() if type(m).__name__ == "SegmentationHead"]
     layers = [head[-1] for head in heads if isinstance(head[-1], nn.Conv2d)]
     if not layers:  # another architecture: every conv that produces num_classes maps
-        layers = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == num_classes]
+        layers = [m for m in model.modules()
+                  if isinstance(m, nn.Conv2d) and m.out_channels == num_classes]
     if not layers:
-        raise StructuredPruningError(f"found no classifier layer with {num_classes} outputs to protect")
+        raise StructuredPruningError(f"found no classifier layer with {num_classes} outputs to "
+                                     f"protect")
     return layers
 
 
@@ -92,7 +95,8 @@ def _importance(kind: str):
         return tp.importance.GroupMagnitudeImportance(p=1)
     if kind == "bn":  # BN scale factors (network slimming)
         return tp.importance.BNScaleImportance()
-    raise StructuredPruningError(f"unknown importance '{kind}'; choose from: {', '.join(IMPORTANCES)}")
+    raise StructuredPruningError(f"unknown importance '{kind}'; choose from: "
+                                 f"{', '.join(IMPORTANCES)}")
 
 
 def _check_ratio(ratio: float, what: str = "ratio") -> float:
@@ -134,7 +138,8 @@ def prune_channels(model: nn.Module, ratio: float, *, scope: str = "global",
         groups = model.module_groups()
         unknown = sorted(set(group_ratios) - set(groups))
         if unknown:
-            raise StructuredPruningError(f"unknown module group(s) {unknown}; the model has: {', '.join(groups)}")
+            raise StructuredPruningError(f"unknown module group(s) {unknown}; the model has: "
+                                         f"{', '.join(groups)}")
         for name, modules in groups.items():
             ratio_dict[tuple(modules)] = group_ratios.get(name, ratio)
     elif group_ratios:
@@ -145,17 +150,19 @@ def prune_channels(model: nn.Module, ratio: float, *, scope: str = "global",
     model.aux_mode = "train"
     try:
         pruner = tp.pruner.BasePruner(
-            model, torch.zeros(1, 3, *trace_size, device=device), importance=_importance(importance),
-            global_pruning=scope == "global", pruning_ratio=ratio, pruning_ratio_dict=ratio_dict or None,
-            max_pruning_ratio=max_layer_ratio, ignored_layers=classifier_layers(model), round_to=round_to,
+            model, torch.zeros(1, 3, *trace_size, device=device),
+            importance=_importance(importance), global_pruning=scope == "global",
+            pruning_ratio=ratio, pruning_ratio_dict=ratio_dict or None,
+            max_pruning_ratio=max_layer_ratio, ignored_layers=classifier_layers(model),
+            round_to=round_to,
         )
         pruner.step()
     finally:
         model.aux_mode = aux_mode
         model.train(was_training)
-    return {"method": "structured-channel", "tool": f"torch-pruning {tp.__version__}", "ratio": ratio,
-            "scope": scope, "group_ratios": group_ratios, "importance": importance, "round_to": round_to,
-            "max_layer_ratio": max_layer_ratio}
+    return {"method": "structured-channel", "tool": f"torch-pruning {tp.__version__}",
+            "ratio": ratio, "scope": scope, "group_ratios": group_ratios,
+            "importance": importance, "round_to": round_to, "max_layer_ratio": max_layer_ratio}
 
 
 def step_fraction(ratio: float, steps: int) -> float:

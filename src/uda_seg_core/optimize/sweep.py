@@ -37,8 +37,8 @@ from uda_seg_core.pruning import prune_global, prune_modules, sparsity_report
 from uda_seg_core.runtime import resolve_device
 
 MODES = ("module", "global")
-CSV_COLUMNS = ("mode", "group", "sparsity", "measured_sparsity", "model_sparsity", "accuracy", "miou",
-               "miou_12")
+CSV_COLUMNS = ("mode", "group", "sparsity", "measured_sparsity", "model_sparsity", "accuracy",
+               "miou", "miou_12")
 DEFAULT_TOLERANCE = 0.01  # mIoU points (as a fraction) a pruned model may lose and still "hold"
 
 
@@ -51,7 +51,8 @@ def parse_sparsities(text: str) -> list[float]:
             if step <= 0:
                 raise ValueError
             count = round((stop - start) / step) + 1
-            values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
+            values = [round(start + i * step,
+                            6) for i in range(count) if start + i * step <= stop + 1e-9]
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -59,15 +60,16 @@ def parse_sparsities(text: str) -> list[float]:
                          f"0:0.85:0.05) or a comma list (e.g. 0,0.2,0.5)") from None
     bad = [v for v in values if not 0.0 <= v < 1.0]
     if bad or not values:
-        raise ValueError(f"--sparsities '{text}': every sparsity must be in [0, 1), got {bad or 'none'}")
+        raise ValueError(f"--sparsities '{text}': every sparsity must be in [0, 1), got "
+                         f"{bad or 'none'}")
     return sorted(set(values))
 
 
 def module_groups(model: nn.Module) -> dict[str, list[nn.Module]]:
     groups = getattr(model, "module_groups", None)
     if groups is None:
-        raise TypeError(f"{type(model).__name__} has no module_groups(); the per-module sweep needs "
-                        f"the segmentation network's named parts (BiSeNet)")
+        raise TypeError(f"{type(model).__name__} has no module_groups(); the per-module sweep "
+                        f"needs the segmentation network's named parts (BiSeNet)")
     return groups()
 
 
@@ -79,11 +81,13 @@ def _evaluate(model: nn.Module, dataset, device: torch.device) -> dict:
 def _row(mode: str, group: str, sparsity: float, measured: float, model_sparsity: float,
          summary: dict) -> dict:
     return {"mode": mode, "group": group, "sparsity": sparsity, "measured_sparsity": measured,
-            "model_sparsity": model_sparsity, "accuracy": summary["accuracy"], "miou": summary["miou"],
+            "model_sparsity": model_sparsity, "accuracy": summary["accuracy"],
+            "miou": summary["miou"],
             "miou_12": summary["miou_12"], "per_class_iou": summary["per_class_iou"]}
 
 
-def pruned_copy(model: nn.Module, mode: str, group: str, sparsity: float) -> tuple[nn.Module, float]:
+def pruned_copy(model: nn.Module, mode: str, group: str,
+                sparsity: float) -> tuple[nn.Module, float]:
     """A copy of `model` pruned one way; returns it and the sparsity measured on the pruned
     layers (the group's for `module`, the network's for `global`)."""
     pruned = copy.deepcopy(model)
@@ -118,7 +122,8 @@ def run_sweep(model: nn.Module, dataset, device: str | torch.device, modes: tupl
     for mode, group in curves:
         for s in sparsities:
             if s == 0:
-                rows.append(_row(mode, group, 0.0, sparsity_report(_pruned_part(model, mode, group))["sparsity"],
+                rows.append(_row(mode, group, 0.0,
+                                 sparsity_report(_pruned_part(model, mode, group))["sparsity"],
                                  sparsity_report(model)["sparsity"], baseline))
                 continue
             bar.set_postfix_str(f"{mode} {group} {s:.2f}")
@@ -135,7 +140,8 @@ def _pruned_part(model: nn.Module, mode: str, group: str):
     return model if mode == "global" else module_groups(model)[group]
 
 
-def max_sparsity_within(rows: list[dict], baseline_miou: float | None, tolerance: float) -> float | None:
+def max_sparsity_within(rows: list[dict], baseline_miou: float | None,
+                        tolerance: float) -> float | None:
     """The largest sparsity whose mIoU is at most `tolerance` below the unpruned one, with
     every smaller sparsity also within it (the end of the flat part of the curve)."""
     if baseline_miou is None:
@@ -155,13 +161,18 @@ def summarise(rows: list[dict], baseline: dict, tolerance: float) -> dict[str, f
     return {name: max_sparsity_within(r, baseline["miou"], tolerance) for name, r in curves.items()}
 
 
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else value
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row[k] is None else (f"{row[k]:.6f}" if isinstance(row[k], float)
-                                                            else row[k])) for k in CSV_COLUMNS})
+            writer.writerow({k: _csv_cell(row[k]) for k in CSV_COLUMNS})
     return path
 
 
@@ -210,7 +221,8 @@ FIGURES = {"module": ("fig3_ptp_modules.png", "PTP on modules (one group pruned 
            "global": ("fig4_ptp_global.png", "PTP on the global model")}
 
 
-def write_outputs(result: dict, out: Path, meta: dict, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Path]:
+def write_outputs(result: dict, out: Path, meta: dict,
+                  tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Path]:
     """CSV per mode, sweep.json and the figures; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -222,24 +234,29 @@ def write_outputs(result: dict, out: Path, meta: dict, tolerance: float = DEFAUL
         written[f"{mode}_csv"] = write_csv(mode_rows, out / f"sweep_{mode}.csv")
         name, title = FIGURES[mode]
         label = meta.get("label", "")
-        written[f"{mode}_png"] = plot_curves(mode_rows, out / name, f"{title}{' - ' + label if label else ''}")
+        written[f"{mode}_png"] = plot_curves(mode_rows, out / name,
+                                             f"{title}{' - ' + label if label else ''}")
     doc = {**meta, "tolerance": tolerance, "baseline": result["baseline"],
-           "max_sparsity_within_tolerance": summarise(rows, result["baseline"], tolerance), "rows": rows}
+           "max_sparsity_within_tolerance": summarise(rows, result["baseline"], tolerance),
+           "rows": rows}
     written["json"] = out / "sweep.json"
     written["json"].write_text(json.dumps(doc, indent=2) + "\n")
     return written
 
 
-def sweep_checkpoint(checkpoint: str | Path, data: str | Path, fmt: str = "camvid", split: str = "test",
+def sweep_checkpoint(checkpoint: str | Path, data: str | Path, fmt: str = "camvid",
+                     split: str = "test",
                      modes: tuple[str, ...] = MODES, sparsities: list[float] | None = None,
-                     out: str | Path | None = None, limit: int = 0, eval_size: list[int] | None = None,
+                     out: str | Path | None = None, limit: int = 0,
+                     eval_size: list[int] | None = None,
                      device: str = "auto", tolerance: float = DEFAULT_TOLERANCE,
                      progress: bool = True) -> dict[str, Path]:
     """The whole of `uda-seg prune-sweep` as a function (also run by `uda-seg reproduce`)."""
     torch_device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
     model = build_model_from_checkpoint(ckpt, checkpoint)
-    dataset = checkpoint_eval_split(ckpt, data, split, fmt, limit=limit, eval_size=eval_size or None)
+    dataset = checkpoint_eval_split(ckpt, data, split, fmt, limit=limit,
+                                    eval_size=eval_size or None)
     result = run_sweep(model, dataset, torch_device, modes, sparsities, progress=progress)
     out = Path(out) if out else Path(checkpoint).parent / f"prune_sweep_{split}"
     meta = {"checkpoint": str(checkpoint), "data": str(data), "format": fmt, "split": split,

@@ -53,11 +53,14 @@ TABLE_I = [
     ("table1_dwd", "BiSeNet+DWD", {"accuracy": 0.618, "miou": 0.297, "time": "18:55"}),
 ]
 TABLE_II = [
-    ("table1_fcd", "Baseline (BiSeNet+FCD)", {"accuracy": 0.689, "miou": 0.337, "initial": "25:30", "final": "25:30"}),
-    ("table2_fixed_pruning", "Fixed Pruning", {"accuracy": 0.652, "miou": 0.297, "initial": "25:30", "final": "23:10"}),
+    ("table1_fcd", "Baseline (BiSeNet+FCD)",
+     {"accuracy": 0.689, "miou": 0.337, "initial": "25:30", "final": "25:30"}),
+    ("table2_fixed_pruning", "Fixed Pruning",
+     {"accuracy": 0.652, "miou": 0.297, "initial": "25:30", "final": "23:10"}),
     ("table2_incremental_pruning", "Incremental Pruning",
      {"accuracy": 0.691, "miou": 0.371, "initial": "25:30", "final": "19:00"}),
-    ("table2_dropout", "Dropout", {"accuracy": 0.688, "miou": 0.340, "initial": "21:30", "final": "21:30"}),
+    ("table2_dropout", "Dropout",
+     {"accuracy": 0.688, "miou": 0.340, "initial": "21:30", "final": "21:30"}),
     ("table2_incremental_pruning_dropout", "Inc Pruning+Dropout",
      {"accuracy": 0.701, "miou": 0.341, "initial": "25:30", "final": "18:00"}),
 ]
@@ -82,7 +85,8 @@ DEFAULT_PTP_SPARSITY = 0.4  # the paper: global PTP holds "until almost 40% spar
 
 # The paper's Table III, one complete `augmentation:` section per row. The default
 # AugmentationConfig is Aug 3, the row the paper keeps.
-_NO_PIXEL_AUG = {"linear_contrast": [], "noise_std": [], "noise_p": 0.5, "multiply": [], "multiply_p": 0.5}
+_NO_PIXEL_AUG = {"linear_contrast": [], "noise_std": [], "noise_p": 0.5, "multiply": [],
+                 "multiply_p": 0.5}
 _ALL_PIXEL_AUG = {"linear_contrast": [0.75, 1.5], "noise_std": [0.0, 0.05 * 255], "noise_p": 0.5,
                   "multiply": [0.8, 1.2], "multiply_p": 0.5}
 TABLE_III_AUGMENTATIONS: dict[str, dict] = {

@@ -77,7 +77,8 @@ def _read_json(path: Path) -> dict:
     except FileNotFoundError:
         return {}
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); delete it or rerun the run that wrote it") from None
+        raise ValueError(f"{path} is not valid JSON ({exc}); delete it or rerun the run that "
+                         f"wrote it") from None
 
 
 def find_runs(runs_dir: Path) -> dict[str, Run]:
@@ -112,7 +113,8 @@ def epoch_times(metrics: dict) -> tuple[float | None, float | None]:
     """(initial, final) seconds per epoch: the medians of the first and last quarter of
     the epochs' wall times, leaving out epoch 1 (it pays for warm-up) when there are 3+.
     Wall time counts the epoch's pruning of D too: that cost is part of the method."""
-    times = [e["wall_seconds"] for e in metrics.get("epochs", []) if e.get("wall_seconds") is not None]
+    times = [e["wall_seconds"] for e in metrics.get("epochs", [])
+             if e.get("wall_seconds") is not None]
     if len(times) >= 3:
         times = times[1:]
     if not times:
@@ -173,10 +175,11 @@ def table_i(runs: dict[str, Run]) -> list[str]:
             rows.append([label, MISSING, "", "", "", *p])
             continue
         m = run.metrics
-        rows.append([_run_label(run, label), fmt(run.test.get("accuracy")), fmt(run.test.get("miou")),
+        rows.append([_run_label(run, label), fmt(run.test.get("accuracy")),
+                     fmt(run.test.get("miou")),
                      seconds(m.get("seconds_per_epoch")), m.get("training_time") or "n/a", *p])
-    return _table(["", "Accuracy", "mIoU", "s / epoch", "training time", "paper: Accuracy", "paper: mIoU",
-                   "paper: training time"], rows)
+    return _table(["", "Accuracy", "mIoU", "s / epoch", "training time", "paper: Accuracy",
+                   "paper: mIoU", "paper: training time"], rows)
 
 
 def table_ii(runs: dict[str, Run]) -> list[str]:
@@ -191,11 +194,12 @@ def table_ii(runs: dict[str, Run]) -> list[str]:
         ratio = f"{final / initial:.2f}" if initial and final else "n/a"
         target = last_target(run.config)
         zeros = discriminator_zeros(run.dir)
-        rows.append([_run_label(run, label), fmt(run.test.get("accuracy")), fmt(run.test.get("miou")),
+        rows.append([_run_label(run, label), fmt(run.test.get("accuracy")),
+                     fmt(run.test.get("miou")),
                      seconds(initial), seconds(final), ratio, fmt(target, 2), fmt(zeros, 3), *p])
-    return _table(["", "Accuracy", "mIoU", "initial epoch (s)", "final epoch (s)", "final / initial",
-                   "D sparsity target (last epoch)", "D zeros at end", "paper: Accuracy", "paper: mIoU",
-                   "paper: initial", "paper: final"], rows)
+    return _table(["", "Accuracy", "mIoU", "initial epoch (s)", "final epoch (s)",
+                   "final / initial", "D sparsity target (last epoch)", "D zeros at end",
+                   "paper: Accuracy", "paper: mIoU", "paper: initial", "paper: final"], rows)
 
 
 def _aug_cells(config: dict) -> list[str]:
@@ -215,15 +219,18 @@ def table_iii(runs: dict[str, Run]) -> list[str]:
     rows = []
     for name, label, paper in TABLE_III:
         run = runs.get(name)
-        config = run.config if run is not None and run.config else {"augmentation": TABLE_III_AUGMENTATIONS[name.split("_")[1]]}
+        config = {"augmentation": TABLE_III_AUGMENTATIONS[name.split("_")[1]]}
+        if run is not None and run.config:
+            config = run.config
         p = [fmt(paper["accuracy"]), fmt(paper["miou"])]
         if run is None or not run.finished:
             rows.append([label, *_aug_cells(config), MISSING, "", *p])
             continue
         rows.append([_run_label(run, label), *_aug_cells(config), fmt(run.test.get("accuracy")),
                      fmt(run.test.get("miou")), *p])
-    return _table(["", "HorizontalFlip", "GaussianBlur", "LinearContrast", "AddGaussianNoise", "Multiply",
-                   "Accuracy", "mIoU", "paper: Accuracy", "paper: mIoU"], rows, "llllllrrrr")
+    return _table(["", "HorizontalFlip", "GaussianBlur", "LinearContrast", "AddGaussianNoise",
+                   "Multiply", "Accuracy", "mIoU", "paper: Accuracy", "paper: mIoU"], rows,
+                  "llllllrrrr")
 
 
 def table_iv(runs: dict[str, Run]) -> list[str]:
@@ -235,7 +242,8 @@ def table_iv(runs: dict[str, Run]) -> list[str]:
             rows.append([label, "", MISSING, "", *p])
             continue
         lr = run.config.get("train", {}).get("lr")
-        rows.append([_run_label(run, label), f"{lr:g}" if lr else "n/a", fmt(run.test.get("accuracy")),
+        rows.append([_run_label(run, label), f"{lr:g}" if lr else "n/a",
+                     fmt(run.test.get("accuracy")),
                      fmt(run.test.get("miou")), *p])
     return _table(["", "lr", "Accuracy", "mIoU", "paper: Accuracy", "paper: mIoU"], rows)
 
@@ -260,12 +268,16 @@ def all_runs_table(runs: dict[str, Run]) -> list[str]:
         model, adapt, train = c.get("model", {}), c.get("adapt", {}), c.get("train", {})
         d = adapt.get("discriminator", "") if m.get("command") == "adapt" else "-"
         rows.append([name, m.get("command", "?"), model.get("backbone", "?"), d,
-                     adapt.get("prune", "") if d != "-" else "-", f"{adapt.get('dropout', 0):g}" if d != "-" else "-",
+                     adapt.get("prune", "") if d != "-" else "-",
+                     f"{adapt.get('dropout', 0):g}" if d != "-" else "-",
                      train.get("optimizer", "?"), str(train.get("epochs", "?")),
-                     f"{m.get('iteration', '?')}/{m.get('max_iters', '?')}", fmt(run.test.get("accuracy")),
-                     fmt(run.test.get("miou")), fmt(run.test.get("miou_12")), seconds(m.get("seconds_per_epoch"))])
-    return _table(["run", "command", "backbone", "D", "D pruning", "D dropout", "optimiser", "epochs",
-                   "iterations", "Accuracy", "mIoU", "mIoU (12)", "s / epoch"], rows, "lllllllrrrrrr")
+                     f"{m.get('iteration', '?')}/{m.get('max_iters', '?')}",
+                     fmt(run.test.get("accuracy")),
+                     fmt(run.test.get("miou")), fmt(run.test.get("miou_12")),
+                     seconds(m.get("seconds_per_epoch"))])
+    return _table(["run", "command", "backbone", "D", "D pruning", "D dropout", "optimiser",
+                   "epochs", "iterations", "Accuracy", "mIoU", "mIoU (12)", "s / epoch"], rows,
+                  "lllllllrrrrrr")
 
 
 def sweep_section(runs: dict[str, Run], report_dir: Path) -> tuple[list[str], float | None]:
@@ -274,21 +286,27 @@ def sweep_section(runs: dict[str, Run], report_dir: Path) -> tuple[list[str], fl
     sweep_dir = run.dir / SWEEP_DIR if run is not None else None
     doc = _read_json(sweep_dir / "sweep.json") if sweep_dir is not None else {}
     if not doc:
-        return [(f"No pruning sweep found ({sweep_dir or PTP_EXPERIMENT}): run `uda-seg prune-sweep "
-                f"--checkpoint <run>/best.pt --data <target> --out <run>/{SWEEP_DIR}`.")], None
-    lines = [(f"Post-training unstructured L1 pruning of `{PTP_EXPERIMENT}` (BiSeNet+FCD after incremental "
-             f"pruning of D, the paper's optimised model), {doc.get('images')} images of the target "
-             f"{doc.get('split')} split. Unpruned: accuracy {fmt(doc['baseline'].get('accuracy'))}, mIoU "
-             f"{fmt(doc['baseline'].get('miou'))}."), ""]
-    for name, caption in (("fig3_ptp_modules.png", "Fig. 3: PTP on modules (one group pruned at a time)"),
+        return [(f"No pruning sweep found ({sweep_dir or PTP_EXPERIMENT}): run `uda-seg "
+                 f"prune-sweep --checkpoint <run>/best.pt --data <target> --out "
+                 f"<run>/{SWEEP_DIR}`.")], None
+    lines = [(f"Post-training unstructured L1 pruning of `{PTP_EXPERIMENT}` (BiSeNet+FCD after "
+              f"incremental pruning of D, the paper's optimised model), {doc.get('images')} images "
+              f"of the target {doc.get('split')} split. Unpruned: accuracy "
+              f"{fmt(doc['baseline'].get('accuracy'))}, mIoU "
+              f"{fmt(doc['baseline'].get('miou'))}."), ""]
+    for name, caption in (("fig3_ptp_modules.png",
+                           "Fig. 3: PTP on modules (one group pruned at a time)"),
                           ("fig4_ptp_global.png", "Fig. 4: PTP on the global model")):
         if (sweep_dir / name).is_file():
-            lines += [f"![{caption}]({os.path.relpath(sweep_dir / name, report_dir)})", "", f"*{caption}.*", ""]
+            lines += [f"![{caption}]({os.path.relpath(sweep_dir / name, report_dir)})", "",
+                      f"*{caption}.*", ""]
     tol = doc.get("tolerance", 0.01)
     holds = doc.get("max_sparsity_within_tolerance", {})
-    lines += [(f"Largest sparsity at which mIoU stays within {tol:g} of the unpruned model (every smaller "
-              f"sparsity too); the paper finds about 0.4 for global pruning and less for single modules:"), ""]
-    lines += _table(["pruned", "sparsity"], [[k.split("/")[1], fmt(v, 2)] for k, v in holds.items()])
+    lines += [(f"Largest sparsity at which mIoU stays within {tol:g} of the unpruned model (every "
+               f"smaller sparsity too); the paper finds about 0.4 for global pruning and less for "
+               f"single modules:"), ""]
+    lines += _table(["pruned", "sparsity"],
+                    [[k.split("/")[1], fmt(v, 2)] for k, v in holds.items()])
     global_s = holds.get("global/global")
     return lines, global_s
 
@@ -368,14 +386,17 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
 
 
 def describe_data(runs: dict[str, Run]) -> str:
-    roots = sorted({(r.config.get("data", {}).get("source_root", "?"), r.config.get("data", {}).get("target_root", "?"))
+    roots = sorted({(r.config.get("data", {}).get("source_root", "?"),
+                     r.config.get("data", {}).get("target_root", "?"))
                     for r in runs.values() if r.config})
-    synthetic = any((Path(t).parent / "summary.json").is_file() or "synthetic" in t for _, t in roots)
+    synthetic = any((Path(t).parent / "summary.json").is_file() or "synthetic" in t
+                    for _, t in roots)
     where = "; ".join(f"source `{s}` -> target `{t}`" for s, t in roots[:4])
     if synthetic:
-        return (f"**Data: the synthetic default** ({where}). These numbers are measured on procedurally "
-                "generated scenes; they are not CamVid numbers and are not comparable to the paper's "
-                "column, which is real IDDA -> CamVid.")
+        return (f"**Data: the synthetic default** ({where}). These numbers are measured on "
+                f"procedurally "
+                "generated scenes; they are not CamVid numbers and are not comparable to the "
+                "paper's column, which is real IDDA -> CamVid.")
     return f"Data: {where}."
 
 
@@ -383,14 +404,17 @@ def describe_profile(runs_dir: Path, runs: dict[str, Run]) -> list[str]:
     plan = _read_json(runs_dir / PLAN_FILE)
     configs = [r.config for r in runs.values() if r.config]
     backbones = sorted({c.get("model", {}).get("backbone", "?") for c in configs})
-    crops = sorted({"x".join(str(v) for v in c.get("data", {}).get("crop_size", [])) for c in configs})
+    crops = sorted({"x".join(str(v) for v in c.get("data",
+                                                   {}).get("crop_size", [])) for c in configs})
     epochs = sorted({c.get("train", {}).get("epochs", 0) for c in configs})
     devices = sorted({r.metrics.get("device", "?") for r in runs.values() if r.metrics})
-    lines = [(f"Profile: **{plan.get('profile', 'unknown (no plan.json)')}**; backbones {', '.join(backbones)}; "
-             f"crops {', '.join(crops)}; epochs {', '.join(str(e) for e in epochs)}; devices {', '.join(devices)}.")]
+    lines = [(f"Profile: **{plan.get('profile', 'unknown (no plan.json)')}**; backbones "
+              f"{', '.join(backbones)}; crops {', '.join(crops)}; epochs "
+              f"{', '.join(str(e) for e in epochs)}; devices {', '.join(devices)}.")]
     if plan.get("seconds_before_report") is not None:
         cpu = plan.get("cpu_seconds_before_report")
-        lines.append(f"`uda-seg reproduce` took {plan['seconds_before_report'] / 60:.1f} minutes (wall clock"
+        lines.append(f"`uda-seg reproduce` took {plan['seconds_before_report'] / 60:.1f} minutes "
+                     f"(wall clock"
                      + (f"; {cpu / 60:.1f} minutes of CPU time" if cpu else "")
                      + ") for the training runs and the sweep, before this report.")
     return lines
@@ -401,37 +425,42 @@ def build_report(runs_dir: Path, report_path: Path, examples: int = 3, device: s
     runs = find_runs(runs_dir)
     report_dir = report_path.parent
     lines = ["# The paper's tables and figures, reproduced", "",
-             (f"Generated by `uda-seg report {runs_dir}` on {time.strftime('%Y-%m-%d %H:%M')}. Accuracy and mIoU "
-             "(11 named classes) are measured on the target's test split with the weights selected on its val "
-             "split. Paper columns: real IDDA -> CamVid, ResNet-101 (Tables I-III) / ResNet-18 (Table IV), "
-             "720x960 crops, 100 (Table IV: 50) epochs, on a GPU."), "",
+             (f"Generated by `uda-seg report {runs_dir}` on {time.strftime('%Y-%m-%d %H:%M')}. "
+              f"Accuracy and mIoU "
+             "(11 named classes) are measured on the target's test split with the weights selected "
+             "on its val split. Paper columns: real IDDA -> CamVid, ResNet-101 (Tables I-III) / "
+             "ResNet-18 (Table IV), 720x960 crops, 100 (Table IV: 50) epochs, on a GPU."), "",
              describe_data(runs), "", *describe_profile(runs_dir, runs), ""]
     lines += ["## Table I: discriminators for domain adaptation", "",
-              ("Seconds per epoch are measured on this machine (iterations only); the paper's training time is "
-              "its own GPU's."), "", *table_i(runs), ""]
+              ("Seconds per epoch are measured on this machine (iterations only); the paper's "
+               "training time is its own GPU's."), "", *table_i(runs), ""]
     lines += ["Per-class IoU (target test):", "",
               *per_class_table(runs, [(n, lab) for n, lab, _ in TABLE_I + EXTRA]), ""]
     lines += ["## Table II: optimisations of the discriminator during training", "",
-              ("Initial / final epoch: medians of the first and last quarter of the epochs' wall times (epoch 1 "
-              "left out as warm-up), including the per-epoch pruning of D. *D zeros at end* counts exact zeros "
-              "in D's weights after the last iteration: in the paper's mode the mask is removed right after "
-              "pruning, so pruned weights regrow during the epoch. Unstructured zeros do not make dense kernels "
-              "faster (benchmarks/unstructured_pruning_speed.py), so epoch-time differences here are noise or "
-              "the pruning step's own cost."), "", *table_ii(runs), ""]
-    lines += ["## Table III: data augmentation (supervised on the target)", "", *table_iii(runs), ""]
+              ("Initial / final epoch: medians of the first and last quarter of the epochs' wall "
+               "times (epoch 1 left out as warm-up), including the per-epoch pruning of D. *D "
+               "zeros at end* counts exact zeros in D's weights after the last iteration: in the "
+               "paper's mode the mask is removed right after pruning, so pruned weights regrow "
+               "during the epoch. Unstructured zeros do not make dense kernels faster "
+               "(benchmarks/unstructured_pruning_speed.py), so epoch-time differences here are "
+               "noise or the pruning step's own cost."), "", *table_ii(runs), ""]
+    lines += ["## Table III: data augmentation (supervised on the target)", "", *table_iii(runs),
+              ""]
     lines += ["## Table IV: optimisers (supervised on the target)", "", *table_iv(runs), ""]
     sweep_lines, holds = sweep_section(runs, report_dir)
     lines += ["## Figures 3 and 4: post-training pruning", "", *sweep_lines, ""]
     lines += ["## Figure 5: qualitative results", ""]
     if qualitative:
         sparsity = holds if holds is not None else DEFAULT_PTP_SPARSITY
-        fig = qualitative_figure(runs, report_dir / "figures" / "fig5_qualitative.png", sparsity, examples, device)
+        chosen = "the largest that holds mIoU" if holds is not None else "the paper default"
+        fig = qualitative_figure(runs, report_dir / "figures" / "fig5_qualitative.png", sparsity,
+                                 examples, device)
         if fig is not None:
             lines += [f"![Fig. 5]({os.path.relpath(fig, report_dir)})", "",
-                      (f"*Fig. 5: target test images; before adaptation = `{FIG5_BEFORE}` (the paper's caption "
-                      f"uses its upper bound here), adapted = `{FIG5_ADAPTED}`, adapted + optimised = "
-                      f"incremental DTP + global PTP at sparsity {sparsity:.2f} "
-                      f"({'the largest that holds mIoU' if holds is not None else 'the paper default'}).*"), ""]
+                      (f"*Fig. 5: target test images; before adaptation = `{FIG5_BEFORE}` (the "
+                       f"paper's caption uses its upper bound here), adapted = `{FIG5_ADAPTED}`, "
+                       f"adapted + optimised = incremental DTP + global PTP at sparsity "
+                       f"{sparsity:.2f} ({chosen}).*"), ""]
         else:
             lines += [f"Not drawn: `{FIG5_ADAPTED}` has no finished run.", ""]
     else:
@@ -440,7 +469,8 @@ def build_report(runs_dir: Path, report_path: Path, examples: int = 3, device: s
     return "\n".join(lines)
 
 
-def write_report(runs_dir: str | Path, out: str | Path | None = None, examples: int = 3, device: str = "auto",
+def write_report(runs_dir: str | Path, out: str | Path | None = None, examples: int = 3,
+                 device: str = "auto",
                  qualitative: bool = True) -> Path:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():

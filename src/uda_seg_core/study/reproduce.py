@@ -1,6 +1,6 @@
 """`uda-seg reproduce`: every experiment of the paper's Tables I-IV, the pruning sweeps, the report.
 
-    uda-seg reproduce --out runs/reproduce                      # the reduced profile (make reproduce)
+    uda-seg reproduce --out runs/reproduce           # the reduced profile (make reproduce)
     uda-seg reproduce --out runs/paper --profile paper \\
         --source-root data/IDDA --target-root data/CamVid --device cuda
     uda-seg reproduce --out runs/reproduce --only table1_fcd table2_dropout --dry-run
@@ -83,8 +83,8 @@ def experiments_dir() -> Path:
     for path in candidates:
         if (path / f"{EXPERIMENTS[0].name}.yaml").is_file():
             return path
-    raise ConfigError(f"config/experiments not found (looked in {', '.join(str(p) for p in candidates)}); "
-                      f"pass --experiments DIR")
+    raise ConfigError(f"config/experiments not found (looked in "
+                      f"{', '.join(str(p) for p in candidates)}); pass --experiments DIR")
 
 
 def same_domain(data: DataConfig) -> bool:
@@ -179,12 +179,13 @@ def ensure_data(cfgs: list[Config], synthetic_out: Path | None = None,
         return
     if all(p.parent == synthetic for p in missing):
         say(f"reproduce: generating the synthetic default in {synthetic} (uda-seg make-synthetic)")
-        subprocess.run([sys.executable, "-m", "uda_seg_core.cli", "make-synthetic", "--out", str(synthetic)],
+        subprocess.run([sys.executable, "-m", "uda_seg_core.cli", "make-synthetic", "--out",
+                        str(synthetic)],
                        check=True)
         return
     raise ConfigError(f"dataset folder(s) not found: {', '.join(str(p) for p in missing)}; pass "
-                      f"--source-root / --target-root (IDDA / CamVid) or generate the synthetic default "
-                      f"with `uda-seg make-synthetic --out {synthetic}`")
+                      f"--source-root / --target-root (IDDA / CamVid) or generate the synthetic "
+                      f"default with `uda-seg make-synthetic --out {synthetic}`")
 
 
 def cpu_seconds() -> float:
@@ -236,23 +237,28 @@ def plan_runs(args: ReproduceSettings) -> tuple[dict, list[tuple[Experiment, Con
         known = {e.name for e in EXPERIMENTS}
         unknown = [n for n in args.only if n not in known]
         if unknown:
-            raise ConfigError(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown experiment(s) {', '.join(unknown)}; choose from "
+                              f"{', '.join(sorted(known))}")
         chosen = tuple(e for e in EXPERIMENTS if e.name in args.only)
-    plan: dict = {"profile": args.profile, "experiments_dir": str(folder), "overrides": list(args.overrides),
+    plan: dict = {"profile": args.profile, "experiments_dir": str(folder),
+                  "overrides": list(args.overrides),
                   "experiments": {}}
     runs: list[tuple[Experiment, Config, Path, str]] = []
     first_of: dict[str, str] = {}
     for exp in chosen:
-        cfg = resolve_config(exp.name, args.profile, folder, out, list(args.overrides), args.source_root,
+        cfg = resolve_config(exp.name, args.profile, folder, out, list(args.overrides),
+                             args.source_root,
                              args.target_root, args.device)
         key = config_key(exp.command, cfg)
         if key in first_of:  # same training run as an earlier row
-            plan["experiments"][exp.name] = {"command": exp.command, "run": first_of[key], "same_as": first_of[key]}
+            plan["experiments"][exp.name] = {"command": exp.command, "run": first_of[key],
+                                             "same_as": first_of[key]}
             continue
         first_of[key] = exp.name
         config_path = out / "configs" / f"{exp.name}.yaml"
         state = run_state(out / exp.name, cfg)
-        plan["experiments"][exp.name] = {"command": exp.command, "run": exp.name, "config": str(config_path),
+        plan["experiments"][exp.name] = {"command": exp.command, "run": exp.name,
+                                         "config": str(config_path),
                                          "state": state}
         runs.append((exp, cfg, config_path, state))
     return plan, runs
@@ -321,6 +327,6 @@ def reproduce(s: ReproduceSettings, say: Say = print) -> tuple[dict, list[str]]:
     plan["cpu_seconds"] = cpu_seconds()
     write_plan(out, plan)
     say(f"reproduce: {len(runs)} training runs, {'sweep, ' if not s.skip_sweep else ''}report in "
-        f"{_duration(plan['total_seconds'])} (wall clock), {_duration(plan['cpu_seconds'])} of "
-        f"CPU time")
+        f"{_duration(plan['total_seconds'])} (wall clock), {_duration(plan['cpu_seconds'])} of CPU "
+        f"time")
     return plan, failures

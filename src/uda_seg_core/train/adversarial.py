@@ -23,7 +23,6 @@ every epoch.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,7 +121,8 @@ def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, p
 
 
 def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
-                     opt_d: torch.optim.Optimizer, source_batch: dict, target_batch: dict, cfg: Config,
+                     opt_d: torch.optim.Optimizer, source_batch: dict, target_batch: dict,
+                     cfg: Config,
                      scalers: Scalers | None = None) -> dict[str, float]:
     """One iteration of eqs. 1-5 for any discriminator: G step (D frozen), then D step.
 
@@ -138,7 +138,8 @@ def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.op
 
 def build_adversarial_discriminator(cfg: Config, device: torch.device) -> nn.Module:
     a = cfg.adapt
-    return build_discriminator(a.discriminator, cfg.model.num_classes, width=a.d_width, dropout=a.dropout,
+    return build_discriminator(a.discriminator, cfg.model.num_classes, width=a.d_width,
+                               dropout=a.dropout,
                                rank=a.rank).to(device)
 
 
@@ -171,9 +172,11 @@ def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device)
     g = wrap_ddp(model, dist, device, find_unused_parameters=True)
     d = wrap_ddp(discriminator, dist, device)
     loaders = {"source": source_loader(cfg, dist), "target": target_loader(cfg, dist)}
-    epoch_hooks, resume_hooks = pruning_hooks(cfg, discriminator, loaders["source"].batches_per_epoch)
+    epoch_hooks, resume_hooks = pruning_hooks(cfg, discriminator,
+                                              loaders["source"].batches_per_epoch)
     trainer = Trainer(
-        command="adapt", model=g, optimizers={"g": opt_g, "d": opt_d}, schedulers={}, scalers=scalers,
+        command="adapt", model=g, optimizers={"g": opt_g, "d": opt_d}, schedulers={},
+        scalers=scalers,
         loaders=loaders, extra_modules={"discriminator": d}, epoch_hooks=epoch_hooks,
         resume_hooks=resume_hooks,
         step=lambda b: adversarial_step(g, d, opt_g, opt_d, b["source"], b["target"], cfg, scalers),

@@ -62,9 +62,9 @@ class LoaderCycle:
         self.batches_per_epoch = self.sampler.num_samples // batch_size
         if self.batches_per_epoch == 0:
             raise ConfigError(
-                f"{name}: {len(dataset)} images give no full batch of train.batch_size="
-                f"{batch_size} on each of {dist.world_size} process(es); lower train.batch_size "
-                f"or use more images (data.limit={len(dataset)}?)"
+                f"{name}: {len(dataset)} images give no full batch of "
+                f"train.batch_size={batch_size} on each of {dist.world_size} process(es); lower "
+                f"train.batch_size or use more images (data.limit={len(dataset)}?)"
             )
         # A private generator for worker seeds: the DataLoader would otherwise draw them
         # from the global torch RNG, so a resumed run would shift every later random draw.
@@ -110,7 +110,8 @@ def source_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
     dataset = build_train_dataset(cfg, cfg.data.source_format, cfg.data.source_root, cfg.train.seed,
                                   with_labels=True, sequences=cfg.data.source_sequences)
     return LoaderCycle(dataset, cfg.train.batch_size, dist, cfg.train.seed, cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available(), name=f"source ({cfg.data.source_root})")
+                       pin_memory=torch.cuda.is_available(),
+                       name=f"source ({cfg.data.source_root})")
 
 
 def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
@@ -119,7 +120,8 @@ def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
     dataset = build_train_dataset(cfg, cfg.data.target_format, cfg.data.target_root, seed,
                                   with_labels=False, sequences=cfg.data.target_sequences)
     return LoaderCycle(dataset, cfg.train.batch_size, dist, seed, cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available(), name=f"target ({cfg.data.target_root})")
+                       pin_memory=torch.cuda.is_available(),
+                       name=f"target ({cfg.data.target_root})")
 
 
 def target_split(cfg: Config, split: str) -> Dataset:

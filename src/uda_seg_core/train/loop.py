@@ -48,7 +48,7 @@ from uda_seg_core.runtime import (
 )
 from uda_seg_core.train.loaders import resolve_data, target_split
 from uda_seg_core.train.optim import current_lr
-from uda_seg_core.train.resume import resumable_state, restore
+from uda_seg_core.train.resume import restore, resumable_state
 from uda_seg_core.train.run_dir import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -152,8 +152,9 @@ class Run:
         self.scalars({**{f"loss/{k}": v for k, v in losses.items()}, **lrs}, iteration)
         if iteration % self.per_epoch == 0 and self.epoch_start is not None:
             wall = time.perf_counter() - self.epoch_start[0]
+            train_seconds = state.train_seconds - self.epoch_start[1]
             state.epochs.append({"epoch": iteration // self.per_epoch, "iteration": iteration,
-                                 "train_seconds": round(state.train_seconds - self.epoch_start[1], 4),
+                                 "train_seconds": round(train_seconds, 4),
                                  "wall_seconds": round(wall, 4)})
             self.scalars({"time/seconds_per_epoch": wall}, iteration)
         return lrs
@@ -183,7 +184,9 @@ class Run:
 
     def metrics_document(self, test: dict | None) -> dict:
         state, per_epoch = self.state, self.per_epoch
-        sec_per_it = state.train_seconds / state.timed_iterations if state.timed_iterations else None
+        sec_per_it = None
+        if state.timed_iterations:
+            sec_per_it = state.train_seconds / state.timed_iterations
         best = next((h for h in state.history if h["iteration"] == state.best_iteration), None)
         return {
             "run": self.run_dir.name,
@@ -220,7 +223,8 @@ def fit(cfg: Config, trainer: Trainer, run_dir: Path, dist: DistInfo, device: to
     """Train to `max_iters` (or stop early at `stop_at`, checkpointing there), validating on
     the target val split; then evaluate the best weights on the target test split.
     Returns the metrics document (also written to run_dir/metrics.json by rank 0)."""
-    state = restore(trainer, run_dir / CHECKPOINT_LAST, cfg, dist, device) if resume else LoopState()
+    state = restore(trainer, run_dir / CHECKPOINT_LAST, cfg, dist,
+                    device) if resume else LoopState()
     run = Run(cfg, trainer, run_dir, dist, device, state, resume)
     end = run.max_iters if stop_at is None else min(stop_at, run.max_iters)
     trainer.train_mode()

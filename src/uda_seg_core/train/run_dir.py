@@ -94,8 +94,8 @@ def load_run_config(request: RunRequest) -> tuple[Config, Path | None]:
         run_dir = Path(request.resume)
         path = run_dir / CONFIG_FILE
         if not path.is_file():
-            raise CheckpointError(f"cannot resume {run_dir}: {path} not found (is it a run directory "
-                                  f"written by uda-seg train/adapt?)")
+            raise CheckpointError(f"cannot resume {run_dir}: {path} not found (is it a run "
+                                  f"directory written by uda-seg train/adapt?)")
         return load_config(path, overrides), run_dir
     return load_config(request.config, overrides), None
 

@@ -29,7 +29,8 @@ from uda_seg_core.train.schedules import poly_scheduler
 from uda_seg_core.train.trainer import Trainer, total_iterations
 
 
-def source_loss(model: nn.Module, batch: dict, cfg: Config) -> tuple[torch.Tensor, dict, torch.Tensor]:
+def source_loss(model: nn.Module, batch: dict,
+                cfg: Config) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """L_seg (eq. 4) of a labelled batch; also returns the main logits for the caller."""
     images = batch["image"]
     with autocast(images.device, cfg.train.amp):
