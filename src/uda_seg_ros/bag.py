@@ -71,11 +71,6 @@ def typestore():
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
-def frame_stamp_ns(index: int, fps: float, start_ns: int = DEFAULT_START_NS) -> int:
-    """Header stamp (and bag time) of frame `index` at a constant frame rate."""
-    return start_ns + index * frame_period_ns(fps)
-
-
 def frame_period_ns(fps: float) -> int:
     if not fps > 0:
         raise BagError(f"--fps must be positive, got {fps}")
