@@ -5,6 +5,8 @@
 - In uda_seg_core a function-local import is only for an optional dependency (ONNX
   Runtime, matplotlib, tensorly-torch, TensorBoard) and says so in a comment: late imports
   of project modules hid the real dependency graph (117 of them hid three import cycles).
+  One exception, documented where it is: the torch backend of the Segmenter loads its
+  model loader late, so that a node serving ONNX never imports torchvision.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_FUNCTION_LINES = 80
 OPTIONAL = ("onnxruntime", "matplotlib", "tltorch", "torch.utils.tensorboard")
+# (file, module) imported late for start-up time, with the reason beside it
+LATE_FOR_STARTUP = {("uda_seg_core/inference/segmenter.py", "uda_seg_core.models")}
 
 
 def functions(tree: ast.AST):
@@ -48,6 +52,10 @@ def test_core_imports_late_only_optional_dependencies_and_says_so():
                     continue
                 module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
                 where = f"{path.relative_to(SRC)}:{node.lineno} {module}"
+                if (str(path.relative_to(SRC)), module) in LATE_FOR_STARTUP:
+                    if not any("#" in line for line in lines[node.lineno - 3:node.lineno]):
+                        bad.append(f"{where} (say why it is late)")
+                    continue
                 if not module or not module.startswith(OPTIONAL):
                     bad.append(f"{where} (not an optional dependency: import it at the top)")
                     continue

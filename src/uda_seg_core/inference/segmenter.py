@@ -31,7 +31,6 @@ from uda_seg_core import runtime
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
 from uda_seg_core.inference.latency import LatencyTracker
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
-from uda_seg_core.models import class_ids, load_model
 
 PRECISIONS = ("fp32", "fp16")
 OUTPUT_SIZES = ("input", "network")
@@ -149,6 +148,10 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                         channels_last: bool = False) -> TorchBackend:
+        # Late on purpose: the model loader brings torchvision (seconds to import on a busy
+        # machine), which only .pt models need; a node serving ONNX never imports it.
+        from uda_seg_core.models import load_model
+
         model, ckpt = load_model(path, map_location="cpu")
         return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
 
@@ -162,8 +165,8 @@ class TorchBackend:
             out = self.model(x)
             # a model without 'pred' mode returns logits; uint8 on the device either way:
             # 8x less to copy back than int64
-            out = class_ids(out) if out.ndim == 4 else out.to(torch.uint8)
-            return out.cpu().numpy()
+            out = out.argmax(dim=1) if out.ndim == 4 else out
+            return out.to(torch.uint8).cpu().numpy()
 
 
 def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
