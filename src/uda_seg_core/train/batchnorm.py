@@ -5,8 +5,10 @@
 
 After structured pruning the stored means and variances no longer describe what each
 layer receives and the network's output collapses; fresh statistics bring much of it
-back before any fine-tune. The same applies to a model moved to another domain (the
-future `uda-seg adapt-bn`: target batches only).
+back before any fine-tune. The same holds for a network moved to another domain: with
+target batches only it adapts its normalisation to that domain (what a `uda-seg adapt-bn`
+command would call: load_model -> recalibrate_batchnorm(..., source=False,
+with_target=True) -> save_checkpoint).
 """
 from __future__ import annotations
 
@@ -46,31 +48,35 @@ def reestimate_batchnorm(model: nn.Module, image_batches: Iterable[torch.Tensor]
     return len(norms)
 
 
-def training_loaders(cfg: Config, with_target: bool) -> list[LoaderCycle]:
-    """Source batches, and unlabelled target batches too when `with_target`; a missing
-    dataset names the settings that point at it."""
+def training_loaders(cfg: Config, source: bool = True, target: bool = False) -> list[LoaderCycle]:
+    """Batch streams of the domains asked for (source labelled, target unlabelled); a
+    missing dataset names the settings that point at it."""
     try:
-        loaders = [source_loader(cfg, DistInfo())]
-        if with_target:
+        loaders = [source_loader(cfg, DistInfo())] if source else []
+        if target:
             loaders.append(target_loader(cfg, DistInfo()))
     except DatasetFormatError as exc:
         raise DatasetFormatError(
-            f"re-estimating BatchNorm statistics after pruning needs the training images: {exc}. "
-            f"Point data.source_root / data.target_root at them, or pass --bn-batches 0 to skip"
+            f"re-estimating BatchNorm statistics needs the training images: {exc}. Point "
+            f"data.source_root / data.target_root at them, or pass --bn-batches 0 to skip"
         ) from exc
+    if not loaders:
+        raise ValueError("BatchNorm re-estimation needs the source or the target domain")
     return loaders
 
 
 def recalibrate_batchnorm(model: nn.Module, cfg: Config, batches: int, device: str = "auto",
-                          with_target: bool = False) -> int:
+                          with_target: bool = False, source: bool = True) -> int:
     """Re-estimate the BatchNorm statistics of `model` on `batches` training batches of the
     config's data: source batches, alternating with unlabelled target batches when
     `with_target` (an adapted network saw both domains in training mode, so its statistics
-    describe both). Returns the number of layers (0 when `batches` is 0)."""
+    describe both); `source=False, with_target=True` re-estimates them on the target alone
+    (adapting a source-trained network's normalisation to the target domain). Returns the
+    number of layers (0 when `batches` is 0)."""
     if batches <= 0 or not batchnorm_layers(model):
         return 0
     dev = torch.device(resolve_device(device))
-    loaders = training_loaders(cfg, with_target)
+    loaders = training_loaders(cfg, source=source, target=with_target)
     model.to(dev)
     images = (loaders[i % len(loaders)].next()["image"].to(dev, non_blocking=True)
               for i in range(batches))
