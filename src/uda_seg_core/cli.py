@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("uda_seg_core.commands.train", "supervised BiSeNet (upper bound, or source only)"),
     "adapt": ("uda_seg_core.commands.adapt",
               "output-space adversarial adaptation source -> target"),
+    "adapt-bn": ("uda_seg_core.commands.adapt_bn",
+                 "re-estimate BatchNorm statistics on target frames (no training, no labels)"),
     "evaluate": ("uda_seg_core.commands.evaluate",
                  "accuracy, per-class IoU and mIoU of a checkpoint"),
     "prune-sweep": ("uda_seg_core.commands.prune_sweep",
