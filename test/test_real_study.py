@@ -1,0 +1,82 @@
+"""`uda-seg real-study` on miniature data: which frames each row sees, what is measured where,
+resuming, and what goes to the docs folder. (The study itself runs on real CamVid; its
+figures are in README.md.)"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from data_fixtures import write_camvid_segnet, write_idda
+from train_helpers import single_thread  # noqa: F401
+
+from uda_seg_core.cli import main
+from uda_seg_core.config import load_config
+from uda_seg_core.runtime import DistInfo
+from uda_seg_core.train.loaders import target_loader
+
+DRIVES = {"0001TP": 2, "0006R0": 3, "0016E5": 2}
+
+
+@pytest.fixture
+def study_data(tmp_path):
+    train = [f"{d}_{i:03d}" for d, n in DRIVES.items() for i in range(n)]
+    camvid = write_camvid_segnet(tmp_path / "camvid", {"train": train,
+                                                       "val": ["0016E5_900", "0016E5_901"]},
+                                 h=48, w=64)
+    sim = write_idda(tmp_path / "sim", [f"sim_{i}" for i in range(4)], h=48, w=64)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({
+        "model": {"backbone": "resnet18"}, "data": {"crop_size": [48, 64], "num_workers": 0},
+        "augmentation": {"blur_sigma": []},
+        "train": {"batch_size": 2, "max_iters": 2, "val_every": 2, "checkpoint_every": 2,
+                  "device": "cpu", "loss": "ce+dice"},
+        "adapt": {"d_width": 8}}))
+    return camvid, sim, profile
+
+
+def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
+        tmp_path, study_data, single_thread):  # noqa: F811
+    """Bugs guarded: adaptation that reads the held-out drive's frames (its figure would not
+    be held out); a held-out evaluation over the whole split; BatchNorm re-estimation of
+    another seed's network; a rerun that retrains finished runs."""
+    camvid, sim, profile = study_data
+    out, docs = tmp_path / "study", tmp_path / "docs"
+    args = ["real-study", "--camvid", str(camvid), "--sim", str(sim), "--out", str(out),
+            "--profile", str(profile), "--seeds", "0", "1",
+            "--only", "adapt_bn", "fcd", "--bn-batches", "2", "--docs", str(docs)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {"source_only_s0", "source_only_s1", "adapt_bn_s0",
+                                    "adapt_bn_s1", "fcd_s0", "fcd_s1"}
+    assert summary["adaptation_drives"] == ["0001TP", "0016E5"]
+    fcd = load_config(out / "fcd_s1" / "config.yaml")
+    assert fcd.data.target_sequences == ["0001TP", "0016E5"] and fcd.train.seed == 1
+    assert fcd.data.source_root == str(sim)
+    frames = target_loader(fcd, DistInfo()).dataset.names
+    assert frames and not [n for n in frames if n.startswith("0006R0")]
+    for run in summary["runs"].values():
+        assert run["heldout"]["images"] == DRIVES["0006R0"] and run["val"]["images"] == 2
+    held = json.loads((out / "fcd_s0" / "eval_heldout" / "metrics.json").read_text())
+    assert held["sequences"] == ["0006R0"] and held["split"] == "train"
+    bn = torch.load(out / "adapt_bn_s1" / "best.pt", weights_only=True)
+    assert bn["adapted_from"] == str(out / "source_only_s1" / "best.pt")
+    assert bn["adapt_bn"]["sequences"] == ["0001TP", "0016E5"]
+    rows = summary["rows"]
+    assert rows["fcd"]["val"]["values"] == [summary["runs"][f"fcd_s{s}"]["val"]["miou"]
+                                            for s in (0, 1)]
+    assert "adapted with FCD" in (docs / "report.md").read_text()
+    assert (docs / "runs" / "fcd_s0" / "eval_heldout" / "metrics.json").is_file()
+    assert not list(docs.rglob("*.pt"))
+
+    stamp = (out / "fcd_s0" / "best.pt").stat().st_mtime_ns
+    assert main(args) == 0  # everything finished: nothing retrains
+    assert (out / "fcd_s0" / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_a_held_out_drive_that_does_not_exist_is_named(tmp_path, study_data, capsys):
+    camvid, sim, profile = study_data
+    assert main(["real-study", "--camvid", str(camvid), "--sim", str(sim), "--profile",
+                 str(profile), "--out", str(tmp_path / "s"), "--heldout", "Seq05VD"]) == 2
+    assert "Seq05VD not in" in capsys.readouterr().err and not (tmp_path / "s").exists()
