@@ -45,7 +45,9 @@ from pathlib import Path
 
 from uda_seg_core.config import Config, ConfigError, dump_config, load_config
 from uda_seg_core.data import build_dataset, sequence_of
-from uda_seg_core.evaluate import evaluate_checkpoint
+from uda_seg_core.evaluate import evaluate_checkpoint, label_rgb
+from uda_seg_core.inference import Segmenter
+from uda_seg_core.labels import ids_to_rgb
 from uda_seg_core.study.reproduce import cpu_seconds, run_state
 from uda_seg_core.study.stages import Stages
 from uda_seg_core.train.batchnorm import adapt_batchnorm
@@ -366,10 +368,6 @@ def comparison_figure(camvid: str, columns: Sequence[tuple[str, str]], path: str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from uda_seg_core.evaluate import label_rgb
-    from uda_seg_core.inference import Segmenter
-    from uda_seg_core.labels import ids_to_rgb
 
     dataset = build_dataset("auto", camvid, split)
     picks = list(range(0, len(dataset), stride))[:n]
