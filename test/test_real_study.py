@@ -73,6 +73,9 @@ def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
     stamp = (out / "fcd_s0" / "best.pt").stat().st_mtime_ns
     assert main(args) == 0  # everything finished: nothing retrains
     assert (out / "fcd_s0" / "best.pt").stat().st_mtime_ns == stamp
+    assert main([*args, "--report", "--figure", "source_only_s0/best.pt", "fcd_s0/best.pt"]) == 0
+    figure = docs / "fig5_camvid_val.png"
+    assert figure.is_file() and figure.stat().st_size > 1000
 
 
 def test_a_held_out_drive_that_does_not_exist_is_named(tmp_path, study_data, capsys):
