@@ -45,7 +45,8 @@ def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
     out, docs = tmp_path / "study", tmp_path / "docs"
     args = ["real-study", "--camvid", str(camvid), "--sim", str(sim), "--out", str(out),
             "--profile", str(profile), "--seeds", "0", "1",
-            "--only", "adapt_bn", "fcd", "--bn-batches", "2", "--docs", str(docs)]
+            "--only", "adapt_bn", "fcd", "--bn-batches", "2", "--docs", str(docs),
+            "--adapt-set", "train.max_iters=2", "train.lr=0.001"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["runs"]) == {"source_only_s0", "source_only_s1", "adapt_bn_s0",
@@ -54,6 +55,8 @@ def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
     fcd = load_config(out / "fcd_s1" / "config.yaml")
     assert fcd.data.target_sequences == ["0001TP", "0016E5"] and fcd.train.seed == 1
     assert fcd.data.source_root == str(sim)
+    assert fcd.train.init_from == str(out / "source_only_s1" / "best.pt")  # second stage
+    assert fcd.train.lr == 0.001 and fcd.train.max_iters == 2
     frames = target_loader(fcd, DistInfo()).dataset.names
     assert frames and not [n for n in frames if n.startswith("0006R0")]
     for run in summary["runs"].values():

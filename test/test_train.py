@@ -143,3 +143,34 @@ def test_source_only_baseline_trains_on_the_source_domain(tmp_path):
     run_dir = Path(tmp_path / "runs" / "IDDA2CamVid_bisenet-r18_source-only")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["iterations_per_epoch"] == 1 and len(metrics["history"]) == 1
+
+
+def test_init_from_starts_from_a_checkpoint_and_refuses_what_does_not_fit(tmp_path, capsys):
+    """train.init_from: the second stage (adapt after source-only training) starts from the
+    checkpoint's weights. Bugs guarded: weights silently left at random init; a checkpoint
+    of another architecture half-loaded; a missing file found after the run dir exists."""
+    from uda_seg_core.checkpoint import CheckpointError, save_checkpoint
+    from uda_seg_core.models import build_segmentation_model
+    from uda_seg_core.train.supervised import build_model
+
+    cfg = load_config(None, ["model.backbone=resnet18"])
+    torch.manual_seed(1)
+    first = build_segmentation_model(cfg.model)
+    path = save_checkpoint(tmp_path / "stage1.pt", first, cfg)
+    cfg.train.init_from = str(path)
+    torch.manual_seed(2)
+    second = build_model(cfg, torch.device("cpu"))
+    for key, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[key], value), key
+    other = load_config(None, ["model.backbone=resnet18", "model.num_classes=5"])
+    wrong = save_checkpoint(tmp_path / "five.pt", build_segmentation_model(other.model), other)
+    cfg.train.init_from = str(wrong)
+    with pytest.raises(CheckpointError, match="do not fit this network"):
+        build_model(cfg, torch.device("cpu"))
+
+    idda, camvid = write_domains(tmp_path, n=2)
+    overrides = tiny_overrides(tmp_path, idda, camvid,
+                               **{"train.init_from": str(tmp_path / "missing.pt")})
+    assert main(["adapt", *overrides]) == 2
+    assert "train.init_from: checkpoint not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -141,10 +141,14 @@ class TrainConfig:
     # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice
     loss: SegmentationLossName = "dice"
     seed: int = 0
+    # a uda_seg checkpoint (unpruned, same backbone and classes) whose weights start the
+    # segmentation network instead of random init: adaptation as a second stage after
+    # source-only training ("trained on synthetic data, then adapted", the paper's sec. I)
+    init_from: str = ""
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
     device: Device = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision (CUDA only)
-    channels_last: bool = False  # memory format (CUDA only)
+    channels_last: bool = False  # memory format (CPU and CUDA; ~10% faster steps on CPU here)
     checkpoint_every: int = 200  # iterations between resumable checkpoints
     val_every: int = 0  # iterations between validations (0 = once per epoch)
     out_dir: str = "runs"  # each run writes to out_dir/<run name>

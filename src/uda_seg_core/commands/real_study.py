@@ -17,7 +17,13 @@ import argparse
 from pathlib import Path
 
 from uda_seg_core.commands.common import USER_ERRORS, fail
-from uda_seg_core.study.real import METHOD_BY_NAME, RealStudySettings, comparison_figure, run_study
+from uda_seg_core.study.real import (
+    ADAPTATION_STAGE,
+    METHOD_BY_NAME,
+    RealStudySettings,
+    comparison_figure,
+    run_study,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"rows to run: {', '.join(METHOD_BY_NAME)}")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (e.g. train.max_iters=2000)")
+    parser.add_argument("--adapt-set", dest="adaptation", nargs="+", default=None,
+                        metavar="KEY=VALUE",
+                        help="settings of the adaptation stage (replace the default "
+                             f"{' '.join(ADAPTATION_STAGE)})")
     parser.add_argument("--bn-batches", type=int, default=40)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     parser.add_argument("--report", action="store_true",
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RealStudySettings(
         camvid=args.camvid, sim=args.sim, out=args.out, profile=args.profile, seeds=args.seeds,
         heldout=args.heldout, only=args.only, overrides=args.overrides,
+        adaptation=ADAPTATION_STAGE if args.adaptation is None else args.adaptation,
         bn_batches=args.bn_batches, dry_run=args.dry_run, report_only=args.report,
         docs=args.docs)
     try:

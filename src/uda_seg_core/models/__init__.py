@@ -19,7 +19,12 @@ from uda_seg_core.models.bisenet import (
 )
 from uda_seg_core.models.complexity import count_macs, count_parameters, macs_per_module
 from uda_seg_core.models.discriminators import DISCRIMINATORS, build_discriminator
-from uda_seg_core.models.loading import build_model_from_checkpoint, fit_to_state_dict, load_model
+from uda_seg_core.models.loading import (
+    build_model_from_checkpoint,
+    fit_to_state_dict,
+    init_from_checkpoint,
+    load_model,
+)
 
 __all__ = [
     "AUX_MODES",
@@ -34,6 +39,7 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "fit_to_state_dict",
+    "init_from_checkpoint",
     "load_backbone_weights",
     "load_model",
     "macs_per_module",

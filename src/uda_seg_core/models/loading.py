@@ -86,3 +86,20 @@ def load_model(path: str | Path, expect: ModelConfig | None = None,
                     f"checkpoint"
                 )
     return build_model_from_checkpoint(ckpt, path), ckpt
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Copy a checkpoint's weights into `model` (a freshly built network of the same
+    backbone and classes): the start of a second training stage. A structured-pruned
+    checkpoint, or one of another architecture, is refused with both shapes named."""
+    ckpt = load_checkpoint(path)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"train.init_from={path}: its weights do not fit this network ({first}); it must be "
+            f"an unpruned checkpoint with model.backbone={ckpt['model_config'].get('backbone')!r}"
+            f" and num_classes={ckpt['model_config'].get('num_classes')!r} like this run's"
+        ) from None
+    return model

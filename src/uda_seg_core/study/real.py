@@ -15,8 +15,12 @@ first seed only for the others):
 | upper_bound_seen | the same on the adaptation drives' labels only (optional, --only) | first |
 | source_only | BiSeNet on the simulator's labels | all |
 | adapt_bn | source_only's network, BatchNorm statistics re-estimated on target frames | all |
-| control | adaptation with lambda_adv = 0 (target frames through the network, no D) | all |
-| fcd / tfd / dwd | output-space adversarial adaptation with that discriminator | all / first |
+| control | adaptation stage with lambda_adv = 0 (target frames through the network, no D) | all |
+| fcd / tfd / dwd | adaptation stage, adversarial with that discriminator | all / first |
+
+The adaptation stage continues the same seed's source_only network (ADAPTATION_STAGE:
+fewer iterations, a lower learning rate), so control, FCD, TFD and DWD differ from each
+other only in the adversarial term, and from source_only only in that stage.
 
 Every run uses the same profile (config/real_cpu.yaml unless told otherwise) and is a
 `uda-seg train | adapt | adapt-bn` in its own process. The unlabelled target frames of
@@ -66,7 +70,7 @@ class Method:
     command: str  # train | adapt | adapt-bn
     overrides: tuple[str, ...] = ()
     all_seeds: bool = True  # False: the first seed only
-    base: str = ""  # adapt-bn: the row whose best.pt it re-estimates (same seed)
+    base: str = ""  # the row whose best.pt (same seed) this one starts from
     labelled_target: str = ""  # '', 'all' or 'seen': trains on CamVid labels (upper bounds)
     optional: bool = False  # only with --only
 
@@ -80,11 +84,18 @@ METHODS: tuple[Method, ...] = (
     Method("adapt_bn", "BatchNorm re-estimation on target frames (no training)", "adapt-bn",
            base="source_only"),
     Method("control", "adaptation, lambda_adv = 0 (control)", "adapt",
-           ("adapt.discriminator=fcd", "adapt.lambda_adv=0.0")),
-    Method("fcd", "adapted with FCD", "adapt", ("adapt.discriminator=fcd",)),
-    Method("tfd", "adapted with TFD", "adapt", ("adapt.discriminator=tfd",), all_seeds=False),
-    Method("dwd", "adapted with DWD", "adapt", ("adapt.discriminator=dwd",), all_seeds=False),
+           ("adapt.discriminator=fcd", "adapt.lambda_adv=0.0"), base="source_only"),
+    Method("fcd", "adapted with FCD", "adapt", ("adapt.discriminator=fcd",), base="source_only"),
+    Method("tfd", "adapted with TFD", "adapt", ("adapt.discriminator=tfd",), all_seeds=False,
+           base="source_only"),
+    Method("dwd", "adapted with DWD", "adapt", ("adapt.discriminator=dwd",), all_seeds=False,
+           base="source_only"),
 )
+# The adaptation stage (control and discriminators alike) continues the same seed's
+# source-only network: "trained on synthetic data, then adapted" (the paper's sec. I), at a
+# lower learning rate, validated more often.
+ADAPTATION_STAGE = ("train.max_iters=1000", "train.lr=0.005", "train.val_every=250",
+                    "train.checkpoint_every=250")
 METHOD_BY_NAME = {m.name: m for m in METHODS}
 
 
@@ -100,6 +111,7 @@ class RealStudySettings:
     heldout: Sequence[str] = ("0006R0",)  # drives of the train split no adaptation sees
     only: Sequence[str] | None = None  # row names; None = every non-optional row
     overrides: Sequence[str] = field(default_factory=list)  # KEY=VALUE for every run
+    adaptation: Sequence[str] = ADAPTATION_STAGE  # KEY=VALUE for the adaptation rows
     bn_batches: int = 40
     dry_run: bool = False
     report_only: bool = False
@@ -153,6 +165,9 @@ def run_config(s: RealStudySettings, method: Method, seed: int, name: str,
     else:
         data += [f"data.source_root={s.sim}", "data.source_format=auto"]
     run = [f"train.seed={seed}", f"train.out_dir={s.out}", f"train.run_name={name}"]
+    if method.base:
+        run += [*s.adaptation,
+                f"train.init_from={Path(s.out) / f'{method.base}_s{seed}' / 'best.pt'}"]
     return load_config(s.profile, [*data, *method.overrides, *run, *s.overrides])
 
 

@@ -10,6 +10,8 @@ the batch the uninterrupted one would have read; the shorter domain simply repea
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -142,4 +144,6 @@ def resolve_data(cfg: Config) -> bool:
     if not has_split(d.target_format, d.target_root, d.val_split):
         raise ConfigError(f"data.val_split={d.val_split!r} not found (with labels) in "
                           f"{d.target_root}: model selection needs a labelled target val split")
+    if cfg.train.init_from and not Path(cfg.train.init_from).is_file():
+        raise ConfigError(f"train.init_from: checkpoint not found: {cfg.train.init_from}")
     return has_split(d.target_format, d.target_root, d.test_split)

@@ -21,7 +21,7 @@ from torch import nn
 
 from uda_seg_core.config import Config
 from uda_seg_core.losses import distillation_loss, segmentation_loss
-from uda_seg_core.models import build_segmentation_model
+from uda_seg_core.models import build_segmentation_model, init_from_checkpoint
 from uda_seg_core.runtime import DistInfo, autocast, grad_scaler, wrap_ddp
 from uda_seg_core.train.loaders import source_loader
 from uda_seg_core.train.optim import build_segmentation_optimizer
@@ -72,8 +72,12 @@ def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.opt
 
 
 def build_model(cfg: Config, device: torch.device) -> nn.Module:
-    model = build_segmentation_model(cfg.model).to(device)
-    if cfg.train.channels_last and device.type == "cuda":
+    """BiSeNet as the config says, from random init or from `train.init_from`'s weights."""
+    model = build_segmentation_model(cfg.model)
+    if cfg.train.init_from:
+        init_from_checkpoint(model, cfg.train.init_from)
+    model = model.to(device)
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
