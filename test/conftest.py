@@ -11,7 +11,7 @@ Shared fixtures:
   as training writes it; `extra` is stored beside the weights: palette, mean, std, ...);
   `tiny_checkpoint` is `make_checkpoint()`;
 - `tiny_domains`: the two tiny domains of `train_helpers.write_domains` (read-only);
-- `trained`: a BiSeNet-R18 trained by `uda-seg train` on the tiny CamVid-format domain.
+- `trained_model`: a BiSeNet-R18 trained by `uda-seg train` on the tiny CamVid-format domain.
   Its classes follow the frames' colours, so a red/blue swap changes most of its mask,
   and it has a real mIoU to lose (for INT8 and pruning checks).
 
@@ -138,7 +138,7 @@ def tiny_domains(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, tiny_domains):
+def trained_model(tmp_path_factory, tiny_domains):
     """A BiSeNet-R18 trained by `uda-seg train` on the CamVid-format tiny domain (its
     labels are the frames' colours plus noise), with the data it was trained on."""
     from train_helpers import tiny_overrides

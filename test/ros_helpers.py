@@ -6,7 +6,6 @@
 - `RosClient`: an rclpy context + node + executor spinning in a background thread, with
   `publisher`, `collect` (a subscription that keeps messages) and `wait_for`;
 - `NodeProcess`: a node subprocess with its output in a file, `stop(signal)` -> rc;
-- `tiny_checkpoint(path)`: a random-init BiSeNet-resnet18 checkpoint for the node.
 
     client = RosClient()            # sets up this process for domain_id()
     proc = NodeProcess.start([sys.executable, "-m", "uda_seg_ros.segmentation_node",
@@ -14,7 +13,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import signal
@@ -146,8 +144,10 @@ class RosClient:
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        with contextlib.suppress(ExternalShutdownException):
+        try:
             self.executor.spin()
+        except ExternalShutdownException:
+            pass
 
     def publisher(self, msg_type: Any, topic: str, qos: Any = 10):
         return self.node.create_publisher(msg_type, topic, qos)
@@ -225,18 +225,3 @@ class NodeProcess:
         """Send `sig` and wait for the exit status (stop several at once with send + wait)."""
         self.send(sig)
         return self.wait(timeout, what=f"exit on {signal.Signals(sig).name}")
-
-
-def tiny_checkpoint(path: str | Path, num_classes: int = 12, seed: int = 0) -> Path:
-    """A random-init BiSeNet-resnet18 checkpoint (no download), as training writes it."""
-    import torch
-
-    from uda_seg_core.checkpoint import save_checkpoint
-    from uda_seg_core.config import Config
-    from uda_seg_core.models import build_segmentation_model
-
-    cfg = Config()
-    cfg.model.num_classes = num_classes
-    torch.manual_seed(seed)
-    model = build_segmentation_model(cfg.model)
-    return save_checkpoint(path, model, cfg)

@@ -12,7 +12,11 @@ import torch
 from uda_seg_core.config import Config
 from uda_seg_core.losses import SOURCE_LABEL, TARGET_LABEL
 from uda_seg_core.models import build_discriminator, build_segmentation_model
-from uda_seg_core.train.adversarial import adversarial_step, discriminator_step, generator_step
+from uda_seg_core.train.adversarial import (
+    adversarial_step,
+    discriminator_step,
+    generator_step,
+)
 from uda_seg_core.train.loop import (
     build_discriminator_optimizer,
     build_segmentation_optimizer,

@@ -8,32 +8,20 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from train_helpers import write_domains
 
 from uda_seg_core.benchmark import checks, interleaved, parse_resolutions
-from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.cli import main
-from uda_seg_core.config import Config
-from uda_seg_core.models import BiSeNet
-
-torch.set_num_threads(1)
 
 ROW_KEYS = ["gemm", "eager", "ort", "int8", "pruned0", "pruned1", "unstructured",
             "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    write_domains(root)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "tiny.pt", BiSeNet(12, "resnet18").eval(), Config())
-    out = root / "out"
-    code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(ckpt), "--data",
-                 str(root),
-                 "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1",
-                 "--calibration-frames", "2",
+def report(tmp_path_factory, tiny_checkpoint, tiny_domains):
+    out = tmp_path_factory.mktemp("bench") / "out"
+    code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(tiny_checkpoint),
+                 "--data", str(tiny_domains.root),
+                 "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1", "--calibration-frames", "2",
                  "--gemm-sizes", "128,256", "--out", str(out)])
     assert code == 0
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
@@ -58,7 +46,7 @@ def test_every_row_is_measured(report):
         assert 0.0 <= by_key[key]["miou"] <= 1.0
     assert by_key["fcn_resnet50"]["miou"] is None
     assert by_key["ort"]["miou"] == pytest.approx(eager["miou"], abs=0.01)  # same fp32 graph
-    assert eager["fraction_of_gemm_peak"] > 0 and "fraction_of_gemm_peak" not in by_key["int8"]
+    assert 0 < eager["fraction_of_gemm_peak"] and "fraction_of_gemm_peak" not in by_key["int8"]
     assert doc["threads"] == 1 and doc["gemm"]["peak_gflops"] > 0
 
 
@@ -78,8 +66,7 @@ def _row(key, ms, miou=None, frac=None):
 
 
 def test_checks_apply_the_issue_targets():
-    rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70),
-            _row("int8", 61.0, 0.495),
+    rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70), _row("int8", 61.0, 0.495),
             _row("pruned0", 60.0, 0.495), _row("pruned1", 40.0, 0.48)]
     result = checks({"r": rows})
     # pruned0: 1.67x, 0.5 pt lost -> pass; pruned1: 2.5x but 2 pt lost -> fail;
@@ -91,8 +78,7 @@ def test_checks_apply_the_issue_targets():
 
 def test_interleaving_runs_every_case_each_round_in_random_order():
     calls = []
-    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                          repeats=8,
+    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=8,
                           warmup=1, progress=False, gap_s=0.0)
     assert calls[:2] == ["a", "b"]  # warm-up, in order
     rounds = [tuple(calls[i:i + 2]) for i in range(2, len(calls), 2)]
@@ -104,8 +90,7 @@ def test_interleaving_runs_every_case_each_round_in_random_order():
 def test_slow_cases_get_fewer_repeats_within_the_budget():
     import time
 
-    samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, repeats=10,
-                          warmup=1,
+    samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, repeats=10, warmup=1,
                           progress=False, gap_s=0.0, budget_s=0.05, min_repeats=3)
     assert len(samples["fast"]) == 10 and len(samples["slow"]) == 3
 
