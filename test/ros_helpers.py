@@ -197,7 +197,7 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+    def wait_for_output(self, text: str, timeout: float = 120.0) -> None:
         def seen():
             if text in self.output():
                 return True
