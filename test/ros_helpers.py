@@ -211,7 +211,7 @@ class NodeProcess:
         if self.alive():
             self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 20.0, what: str = "exit") -> int:
+    def wait(self, timeout: float = 60.0, what: str = "exit") -> int:
         """The exit status; kill (and fail loudly) if the process hangs."""
         try:
             return self.proc.wait(timeout)
@@ -221,7 +221,7 @@ class NodeProcess:
             raise RuntimeError(f"node did not {what} within {timeout} s:\n"
                                f"{self.output()[-3000:]}") from None
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         """Send `sig` and wait for the exit status (stop several at once with send + wait)."""
         self.send(sig)
         return self.wait(timeout, what=f"exit on {signal.Signals(sig).name}")
