@@ -56,8 +56,8 @@ setup(
         "ros": ROS_WHEELS,
         # pytest-randomly shuffles the test order (every test must pass in any order);
         # mutmut runs `make mutants`.
-        "dev": ["pytest", "pytest-timeout", "pytest-randomly", "mutmut>=3.8", "ruff", "mcap",
-                "mcap-ros2-support",
+        "dev": ["pytest", "pytest-timeout", "pytest-randomly", "mutmut>=3.8", "ruff",
+                "import-linter", "mcap", "mcap-ros2-support",
                 "colcon-core", "colcon-ros", "colcon-python-setup-py",
                 "colcon-library-path", "colcon-package-information",
                 "colcon-parallel-executor"],

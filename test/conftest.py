@@ -95,9 +95,9 @@ def pytest_make_collect_report(collector):
 
 def save_random_checkpoint(path: Path, seed: int = 0, **extra) -> Path:
     """A random-init BiSeNet-R18 (12 classes) saved as training saves it."""
+    from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.config import Config
     from uda_seg_core.models import build_segmentation_model
-    from uda_seg_core.train.checkpoint import save_checkpoint
 
     cfg = Config()
     cfg.model.backbone = "resnet18"

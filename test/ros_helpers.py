@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -144,10 +145,8 @@ class RosClient:
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def publisher(self, msg_type: Any, topic: str, qos: Any = 10):
         return self.node.create_publisher(msg_type, topic, qos)

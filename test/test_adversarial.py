@@ -17,10 +17,7 @@ from uda_seg_core.train.adversarial import (
     discriminator_step,
     generator_step,
 )
-from uda_seg_core.train.loop import (
-    build_discriminator_optimizer,
-    build_segmentation_optimizer,
-)
+from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 from uda_seg_core.train.supervised import supervised_step
 
 
@@ -63,7 +60,8 @@ def test_one_step_moves_generator_and_discriminator(name):
     g0, d0 = params(model), params(d)
     source, target = batches()
     losses = adversarial_step(model, d, opt_g, opt_d, source, target, cfg)
-    assert {"seg", "dice_main", "dice_aux16", "dice_aux32", "adv", "d_source", "d_target", "d"} <= set(losses)
+    assert {"seg", "dice_main", "dice_aux16", "dice_aux32", "adv", "d_source", "d_target",
+            "d"} <= set(losses)
     assert all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
     assert changed(g0, model), "the generator did not move"
     assert len(changed(d0, d)) == len(d0), "every discriminator tensor should be updated"
@@ -180,8 +178,8 @@ def test_lambda_zero_equals_a_source_only_step():
 def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
     from train_helpers import tiny_overrides, write_domains
 
+    from uda_seg_core.checkpoint import load_checkpoint
     from uda_seg_core.cli import main
-    from uda_seg_core.train.checkpoint import load_checkpoint
 
     idda, camvid = write_domains(tmp_path, n=2)
     overrides = tiny_overrides(tmp_path, idda, camvid, **{
@@ -189,7 +187,8 @@ def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
     assert main(["adapt", *overrides]) == 0
     run_dir = tmp_path / "runs" / "IDDA2CamVid_bisenet-r18_fcd_prune-fixed"
     d_state = load_checkpoint(run_dir / "last.pt")["modules"]["discriminator"]
-    assert not any(k.endswith(("_orig", "_mask")) for k in d_state)  # dense tensors, loadable anywhere
+    assert not any(k.endswith(("_orig",
+                               "_mask")) for k in d_state)  # dense tensors, loadable anywhere
     weights = [v for k, v in d_state.items() if k.endswith("weight")]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert 0.19 <= zeros <= 0.21  # global 0.2, masks kept through both epochs

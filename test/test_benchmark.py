@@ -21,7 +21,8 @@ def report(tmp_path_factory, tiny_checkpoint, tiny_domains):
     out = tmp_path_factory.mktemp("bench") / "out"
     code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(tiny_checkpoint),
                  "--data", str(tiny_domains.root),
-                 "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1", "--calibration-frames", "2",
+                 "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1",
+                 "--calibration-frames", "2",
                  "--gemm-sizes", "128,256", "--out", str(out)])
     assert code == 0
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
@@ -46,7 +47,7 @@ def test_every_row_is_measured(report):
         assert 0.0 <= by_key[key]["miou"] <= 1.0
     assert by_key["fcn_resnet50"]["miou"] is None
     assert by_key["ort"]["miou"] == pytest.approx(eager["miou"], abs=0.01)  # same fp32 graph
-    assert 0 < eager["fraction_of_gemm_peak"] and "fraction_of_gemm_peak" not in by_key["int8"]
+    assert eager["fraction_of_gemm_peak"] > 0 and "fraction_of_gemm_peak" not in by_key["int8"]
     assert doc["threads"] == 1 and doc["gemm"]["peak_gflops"] > 0
 
 
@@ -66,7 +67,8 @@ def _row(key, ms, miou=None, frac=None):
 
 
 def test_checks_apply_the_issue_targets():
-    rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70), _row("int8", 61.0, 0.495),
+    rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70),
+            _row("int8", 61.0, 0.495),
             _row("pruned0", 60.0, 0.495), _row("pruned1", 40.0, 0.48)]
     result = checks({"r": rows})
     # pruned0: 1.67x, 0.5 pt lost -> pass; pruned1: 2.5x but 2 pt lost -> fail;
@@ -78,7 +80,8 @@ def test_checks_apply_the_issue_targets():
 
 def test_interleaving_runs_every_case_each_round_in_random_order():
     calls = []
-    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=8,
+    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                          repeats=8,
                           warmup=1, progress=False, gap_s=0.0)
     assert calls[:2] == ["a", "b"]  # warm-up, in order
     rounds = [tuple(calls[i:i + 2]) for i in range(2, len(calls), 2)]
@@ -90,7 +93,8 @@ def test_interleaving_runs_every_case_each_round_in_random_order():
 def test_slow_cases_get_fewer_repeats_within_the_budget():
     import time
 
-    samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, repeats=10, warmup=1,
+    samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, repeats=10,
+                          warmup=1,
                           progress=False, gap_s=0.0, budget_s=0.05, min_repeats=3)
     assert len(samples["fast"]) == 10 and len(samples["slow"]) == 3
 

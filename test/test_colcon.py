@@ -32,7 +32,7 @@ def install(tmp_path_factory) -> Path:
     for name in PACKAGE_DIRS:
         shutil.copytree(ROOT / name, pkg / name, ignore=ignore)
     colcon = Path(sys.executable).with_name("colcon")
-    assert colcon.exists(), f"colcon-core is installed but its script is not beside {sys.executable}"
+    assert colcon.exists(), f"colcon-core is installed but not its script beside {sys.executable}"
     result = subprocess.run(
         [str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src"),
          "--build-base", str(ws / "build"), "--install-base", str(ws / "install")],

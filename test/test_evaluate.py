@@ -10,8 +10,8 @@ from torch import nn
 from train_helpers import write_domains
 
 from uda_seg_core.cli import main
-from uda_seg_core.data.labels import NUM_CLASSES
-from uda_seg_core.evaluate import evaluate_model
+from uda_seg_core.labels import NUM_CLASSES
+from uda_seg_core.metrics import evaluate_model
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -72,8 +72,8 @@ def test_low_resolution_logits_are_resized_to_the_label():
 def test_evaluate_command_prints_writes_json_and_figure(tmp_path, capsys, tiny_checkpoint):
     _, camvid = write_domains(tmp_path, n=3)
     out = tmp_path / "eval"
-    code = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(camvid), "--split", "val",
-                 "--device", "cpu", "--save-predictions", "2", "--out", str(out)])
+    code = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(camvid),
+                 "--split", "val", "--device", "cpu", "--save-predictions", "2", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| **mIoU (named classes)** |" in printed and "| Sky |" in printed

@@ -14,13 +14,13 @@ import torch
 from train_helpers import write_domains
 
 from uda_seg_core.cli import main
-from uda_seg_core.data.labels import CLASS_NAMES
 from uda_seg_core.inference import Segmenter, SegmenterError, resolve_backend
 from uda_seg_core.inference.onnx_backend import (
     OnnxBackendError,
     OnnxRuntimeBackend,
     choose_providers,
 )
+from uda_seg_core.labels import CLASS_NAMES
 from uda_seg_core.optimize.export import ExportError, export_checkpoint, read_metadata
 
 H, W = 48, 64
@@ -35,7 +35,7 @@ def ckpt(make_checkpoint):
 
 @pytest.fixture(scope="module")
 def model(ckpt):
-    from uda_seg_core.train.checkpoint import load_model
+    from uda_seg_core.models import load_model
 
     return load_model(ckpt)[0].eval()
 
@@ -86,7 +86,8 @@ def test_metadata_carries_classes_palette_and_normalisation(pred_onnx):
     assert meta["class_names"] == list(CLASS_NAMES)
     assert meta["palette"] == PALETTE
     assert meta["mean"] == MEAN and meta["std"] == STD
-    assert meta["input_size"] == [H, W] and meta["output"] == "class_ids" and meta["precision"] == "fp32"
+    assert (meta["input_size"] == [H, W] and meta["output"] == "class_ids"
+            and meta["precision"] == "fp32")
     raw = {p.key: p.value for p in onnx.load(str(pred_onnx)).metadata_props}
     assert json.loads(raw["class_names"]) == list(CLASS_NAMES)  # stored as JSON strings
 
@@ -169,7 +170,8 @@ def test_segmenter_onnx_backend_matches_torch_backend(ckpt, pred_onnx):
 
 
 def test_backend_parameter_overrides_the_extension(pred_onnx):
-    seg = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W), backend="onnxruntime")
+    seg = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W),
+                                    backend="onnxruntime")
     assert seg.backend.providers == ["CPUExecutionProvider"]
     with pytest.raises(SegmenterError, match="precision"):
         Segmenter.from_checkpoint(pred_onnx, device="cpu", precision="fp16", backend="onnxruntime")

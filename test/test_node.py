@@ -26,7 +26,7 @@ from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
 from uda_seg_core.data import read_rgb
-from uda_seg_core.data.labels import PALETTE
+from uda_seg_core.labels import PALETTE
 from uda_seg_ros.conversions import (
     ImageConversionError,
     check_image,
@@ -349,7 +349,8 @@ def test_random_malformed_headers_never_stop_the_node(ros, raw_io):
     for msg in bad:
         pub.publish(msg)
         time.sleep(0.005)
-    out = request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "after_random"), masks)
+    out = request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, "after_random"),
+                  masks)
     assert image_to_numpy(out)[0].shape == (8, 10)
     processed = int(before["frames_processed"]) + 1
     after = latest_values(ros, "/raw", lambda v: int(v["frames_processed"]) >= processed)
@@ -363,7 +364,8 @@ def test_random_malformed_headers_never_stop_the_node(ros, raw_io):
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    crc = struct.pack(">I", zlib.crc32(kind + payload))
+    return struct.pack(">I", len(payload)) + kind + payload + crc
 
 
 def test_compressed_input_and_corrupt_bytes(ros):
@@ -379,7 +381,8 @@ def test_compressed_input_and_corrupt_bytes(ros):
         assert enc == "mono8" and mask.shape == (NET_H, NET_W)  # output_size: network
 
     good_png = bytes(rgb_to_compressed(rgb, "png").data)
-    huge_png = (good_png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+    huge_png = (good_png[:8] + png_chunk(b"IHDR",
+                                         struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
                 + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
     corrupt = {
         "garbage": bytes(range(256)) * 4,

@@ -14,11 +14,12 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import NodeProcess, RosClient
 from sensor_msgs.msg import Image
 
+from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import Config
 from uda_seg_core.inference import Segmenter
+from uda_seg_core.models import load_model
 from uda_seg_core.optimize.export import export_checkpoint
 from uda_seg_core.optimize.structured import prune_channels
-from uda_seg_core.train.checkpoint import load_model, save_checkpoint
 from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
 
 H, W = 48, 64
@@ -26,8 +27,10 @@ H, W = 48, 64
 
 def node_argv(model, ns: str) -> list[str]:
     return NodeProcess.python_module(
-        "uda_seg_ros.segmentation_node", "--ros-args", "-r", f"__ns:={ns}", "-p", f"model_path:={model}",
-        "-p", f"input_width:={W}", "-p", f"input_height:={H}", "-p", "warmup_iters:=1", "-p", "device:=cpu")
+        "uda_seg_ros.segmentation_node", "--ros-args", "-r", f"__ns:={ns}", "-p",
+        f"model_path:={model}",
+        "-p", f"input_width:={W}", "-p", f"input_height:={H}", "-p", "warmup_iters:=1", "-p",
+        "device:=cpu")
 
 
 @pytest.fixture(scope="module")

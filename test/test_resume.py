@@ -23,20 +23,15 @@ import torch
 from resume_probe import StepProbe
 from train_helpers import tiny_overrides
 
+from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
+from uda_seg_core.commands.train import run_command
 from uda_seg_core.config import Config
+from uda_seg_core.runtime import DistInfo, gather_rng_states
 from uda_seg_core.train.adversarial import build_adversarial_trainer
-from uda_seg_core.train.checkpoint import load_checkpoint, save_checkpoint
-from uda_seg_core.train.loop import (
-    DistInfo,
-    LoopState,
-    Trainer,
-    gather_rng_states,
-    launch,
-    restore,
-    resumable_state,
-    run_command,
-)
+from uda_seg_core.train.loop import launch
+from uda_seg_core.train.resume import restore, resumable_state
 from uda_seg_core.train.schedules import poly_scheduler
+from uda_seg_core.train.trainer import LoopState, Trainer
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,8 +68,8 @@ def stopped_and_resumed(tmp_path_factory, tiny_domains):
     straight, first, resumed = (StepProbe(build_adversarial_trainer) for _ in range(3))
     launch("adapt", args(tiny_overrides(root, d.idda, d.camvid, **common,
                                         **{"train.run_name": "straight"})), straight)
-    stopped = launch("adapt", args(tiny_overrides(root, d.idda, d.camvid, **common,
-                                                  **{"train.run_name": "pieces"}), stop_at=3), first)
+    pieces = tiny_overrides(root, d.idda, d.camvid, **common, **{"train.run_name": "pieces"})
+    stopped = launch("adapt", args(pieces, stop_at=3), first)
     run_dir = root / "runs" / "pieces"
     saved = load_checkpoint(run_dir / "last.pt")
     launch("adapt", args(resume=str(run_dir)), resumed)
@@ -194,7 +189,8 @@ def test_restore_brings_back_every_part_of_the_training_state(tmp_path):
     assert_same(fresh.model.state_dict(), trainer.model.state_dict(), "G")
     assert_same(fresh.extra_modules["d"].state_dict(), trainer.extra_modules["d"].state_dict(), "D")
     for name in ("g", "d"):
-        assert_same(fresh.optimizers[name].state_dict(), trainer.optimizers[name].state_dict(), name)
+        assert_same(fresh.optimizers[name].state_dict(), trainer.optimizers[name].state_dict(),
+                    name)
         assert fresh.schedulers[name].state_dict()["last_epoch"] == 3
         assert fresh.optimizers[name].param_groups[0]["lr"] == \
             trainer.optimizers[name].param_groups[0]["lr"]

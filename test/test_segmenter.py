@@ -21,7 +21,7 @@ from uda_seg_core.inference import (
     resolve_backend,
     resolve_device,
 )
-from uda_seg_core.train.checkpoint import load_model
+from uda_seg_core.models import load_model
 
 H, W = 48, 64
 CUSTOM_PALETTE = [[10 * i, 255 - 10 * i, 7] for i in range(12)]
@@ -142,7 +142,8 @@ def test_device_choice():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(ckpt):
     for device in ("cuda", "cuda:1"):
-        with pytest.raises(SegmenterError, match=f"device '{device}'.*CUDA is not available.*'cpu'"):
+        with pytest.raises(SegmenterError,
+                           match=f"device '{device}'.*CUDA is not available.*'cpu'"):
             Segmenter.from_checkpoint(ckpt, device=device)
 
 
@@ -180,7 +181,8 @@ class ConstantBackend:
 
     def __init__(self, path, *, device, precision, channels_last):
         self.device = device
-        self.info = ModelInfo(class_names=["a", "b", "c", "d"], palette=np.eye(4, 3, dtype=np.uint8) * 200,
+        self.info = ModelInfo(class_names=["a", "b", "c", "d"],
+                              palette=np.eye(4, 3, dtype=np.uint8) * 200,
                               mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], source=str(path))
 
     def infer(self, batch):

@@ -92,7 +92,8 @@ def test_pruned_checkpoint_reloads_to_identical_outputs(trained_model, tmp_path)
         with torch.no_grad():
             expected = model(batch)
             assert torch.equal(loaded(batch), expected), f"{frame.name}: logits differ"
-        np.testing.assert_array_equal(seg.segment(rgb), expected.argmax(1)[0].numpy().astype(np.uint8))
+        ids = expected.argmax(1)[0].numpy().astype(np.uint8)
+        np.testing.assert_array_equal(seg.segment(rgb), ids)
 
 
 def test_distillation_loss_is_zero_for_the_teacher_itself():
