@@ -125,4 +125,5 @@ def test_summary_keys_table_layout_and_default_class_names():
     assert set(cm.summary()) == {"accuracy", "miou", "miou_12", "per_class_iou", "pixels"}
     lines = cm.table().split("\n")
     assert lines[:2] == ["| class | IoU |", "|---|---:|"] and lines[2] == "| 0 | 1.000 |"
-    assert len(lines) == 2 + 3 + 3
+    assert lines[-3:] == ["| **mIoU (named classes)** | 0.500 |", "| **mIoU (all 3)** | 0.500 |",
+                          "| **pixel accuracy** | 0.667 |"]
