@@ -463,6 +463,8 @@ def test_sigint_and_sigterm_exit_0_with_summary(ros, tiny_checkpoint, tmp_path):
             masks = ros.collect(Image, f"/{name}/segmentation/class_mask", qos_profile_sensor_data)
             ros.wait_for_subscriber(pub)
             request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, name), masks)
+            # The mask is published before the frame is counted: wait for the count.
+            latest_values(ros, f"/{name}", lambda v: int(v["frames_processed"]) >= 1)
         for proc, sig, _ in nodes.values():  # both at once: teardown with torch takes seconds
             assert proc.alive()
             proc.send(sig)
