@@ -54,7 +54,10 @@ setup(
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "dev": ["pytest", "pytest-timeout", "ruff", "import-linter", "mcap", "mcap-ros2-support",
+        # pytest-randomly shuffles the test order (every test must pass in any order);
+        # mutmut runs `make mutants`.
+        "dev": ["pytest", "pytest-timeout", "pytest-randomly", "mutmut>=3.8", "ruff",
+                "import-linter", "mcap", "mcap-ros2-support",
                 "colcon-core", "colcon-ros", "colcon-python-setup-py",
                 "colcon-library-path", "colcon-package-information",
                 "colcon-parallel-executor"],

@@ -6,7 +6,6 @@
 - `RosClient`: an rclpy context + node + executor spinning in a background thread, with
   `publisher`, `collect` (a subscription that keeps messages) and `wait_for`;
 - `NodeProcess`: a node subprocess with its output in a file, `stop(signal)` -> rc;
-- `tiny_checkpoint(path)`: a random-init BiSeNet-resnet18 checkpoint for the node.
 
     client = RosClient()            # sets up this process for domain_id()
     proc = NodeProcess.start([sys.executable, "-m", "uda_seg_ros.segmentation_node",
@@ -197,7 +196,7 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+    def wait_for_output(self, text: str, timeout: float = 120.0) -> None:
         def seen():
             if text in self.output():
                 return True
@@ -211,7 +210,7 @@ class NodeProcess:
         if self.alive():
             self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 20.0, what: str = "exit") -> int:
+    def wait(self, timeout: float = 60.0, what: str = "exit") -> int:
         """The exit status; kill (and fail loudly) if the process hangs."""
         try:
             return self.proc.wait(timeout)
@@ -221,22 +220,7 @@ class NodeProcess:
             raise RuntimeError(f"node did not {what} within {timeout} s:\n"
                                f"{self.output()[-3000:]}") from None
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         """Send `sig` and wait for the exit status (stop several at once with send + wait)."""
         self.send(sig)
         return self.wait(timeout, what=f"exit on {signal.Signals(sig).name}")
-
-
-def tiny_checkpoint(path: str | Path, num_classes: int = 12, seed: int = 0) -> Path:
-    """A random-init BiSeNet-resnet18 checkpoint (no download), as training writes it."""
-    import torch
-
-    from uda_seg_core.checkpoint import save_checkpoint
-    from uda_seg_core.config import Config
-    from uda_seg_core.models import build_segmentation_model
-
-    cfg = Config()
-    cfg.model.num_classes = num_classes
-    torch.manual_seed(seed)
-    model = build_segmentation_model(cfg.model)
-    return save_checkpoint(path, model, cfg)

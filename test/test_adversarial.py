@@ -1,4 +1,6 @@
-"""The adversarial step (eqs. 1-5): what moves, what stays frozen, and lambda_adv = 0."""
+"""The adversarial step (eqs. 1-5): what moves, what stays frozen, lambda_adv = 0, and
+which way the game goes: D learns source -> SOURCE_LABEL, target -> TARGET_LABEL, and
+L_adv moves the target predictions to D's source side."""
 from __future__ import annotations
 
 import copy
@@ -6,15 +8,17 @@ import math
 
 import pytest
 import torch
-from train_helpers import single_thread  # noqa: F401  (fixture)
 
 from uda_seg_core.config import Config
+from uda_seg_core.losses import SOURCE_LABEL, TARGET_LABEL
 from uda_seg_core.models import build_discriminator, build_segmentation_model
-from uda_seg_core.train.adversarial import adversarial_step, generator_step
+from uda_seg_core.train.adversarial import (
+    adversarial_step,
+    discriminator_step,
+    generator_step,
+)
 from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 from uda_seg_core.train.supervised import supervised_step
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_cfg(lambda_adv: float = 0.001, discriminator: str = "fcd") -> Config:
@@ -86,6 +90,72 @@ def test_adversarial_term_changes_the_generator_update():
         generator_step(model, d, opt_g, source, target, cfg)
         after.append(params(model))
     assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
+
+
+def domain_maps(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax maps as the two domains give them: confident on the source (trained on its
+    labels), hesitant on the target (the domain gap)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 12, (2, 48, 64), generator=g)
+    one_hot = torch.nn.functional.one_hot(ids, 12).permute(0, 3, 1, 2).float()
+    return (4.0 * one_hot).softmax(1), (0.5 * one_hot).softmax(1)
+
+
+def mean_d_probability(d, p: torch.Tensor) -> float:
+    """D's mean sigmoid output: towards TARGET_LABEL means 'looks like target'."""
+    with torch.no_grad():
+        return torch.sigmoid(d(p)).mean().item()
+
+
+def trained_discriminator(cfg: Config, p_s: torch.Tensor, p_t: torch.Tensor, steps: int = 25):
+    """A D trained by `discriminator_step` on the two domains' maps (D lr raised for speed)."""
+    cfg.adapt.d_lr = 2e-3
+    _, d, _, opt_d = build(cfg)
+    losses = [discriminator_step(d, opt_d, p_s, p_t, cfg) for _ in range(steps)]
+    return d, losses
+
+
+def test_discriminator_learns_to_tell_source_from_target():
+    """Mutant: source and target domain labels swapped in the D step
+    (`discriminator_step` training P_s -> TARGET_LABEL and P_t -> SOURCE_LABEL). D must
+    end up judging source maps near SOURCE_LABEL and target maps near TARGET_LABEL."""
+    p_s, p_t = domain_maps()
+    d, losses = trained_discriminator(tiny_cfg(), p_s, p_t)
+    assert losses[-1]["d"] < 0.5 * losses[0]["d"], (losses[0], losses[-1])
+    on_source, on_target = mean_d_probability(d, p_s), mean_d_probability(d, p_t)
+    assert abs(on_source - SOURCE_LABEL) < 0.25, f"D says {on_source:.2f} on source maps"
+    assert abs(on_target - TARGET_LABEL) < 0.25, f"D says {on_target:.2f} on target maps"
+
+
+def target_judged(model, d, target: dict) -> float:
+    """D's mean output on the model's target predictions (train-mode forward, as in the
+    generator step)."""
+    with torch.no_grad():
+        return mean_d_probability(d, model(target["image"], aux_mode="eval").softmax(1))
+
+
+def test_adversarial_loss_moves_target_predictions_to_the_source_side():
+    """Mutants: L_adv with the wrong sign (`-lambda_adv * loss_adv`, or target predictions
+    pushed towards TARGET_LABEL). D first learns the two domains from the network's own
+    predictions; then, from the same start, three generator steps with lambda_adv = 1
+    must leave D judging the target predictions nearer SOURCE_LABEL than three steps
+    with lambda_adv = 0, which differ from them only by L_adv's gradient."""
+    source, target = batches()
+    cfg = tiny_cfg(lambda_adv=0.0)
+    model, _, opt_g, _ = build(cfg)
+    start = copy.deepcopy(model.state_dict())
+    _, p_s, p_t = generator_step(model, build(cfg)[1], opt_g, source, target, cfg)
+    d, _ = trained_discriminator(cfg, p_s, p_t)
+    judged = {}
+    for lam in (0.0, 1.0):
+        cfg = tiny_cfg(lambda_adv=lam)
+        model.load_state_dict(start)
+        opt_g = build_segmentation_optimizer(model, cfg)
+        for _ in range(3):
+            generator_step(model, d, opt_g, source, target, cfg)
+        judged[lam] = target_judged(model, d, target)
+    moved = (judged[0.0] - judged[1.0]) * (TARGET_LABEL - SOURCE_LABEL)
+    assert moved > 0.01, f"D(target) {judged[0.0]:.4f} without L_adv, {judged[1.0]:.4f} with"
 
 
 def test_lambda_zero_equals_a_source_only_step():

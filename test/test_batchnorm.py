@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import torch
-from train_helpers import single_thread, tiny_config, write_domains  # noqa: F401
+from train_helpers import tiny_config, write_domains
 
 from uda_seg_core.models import build_segmentation_model
 from uda_seg_core.train.batchnorm import recalibrate_batchnorm
 
 
-def test_target_only_reestimation_needs_no_source_data(tmp_path, single_thread):  # noqa: F811
+def test_target_only_reestimation_needs_no_source_data(tmp_path):
     """Guards against re-estimation that always reads the source domain: adapting a
     network's normalisation to the target must work where only target images exist."""
     _, camvid = write_domains(tmp_path, n=2)
@@ -36,8 +36,7 @@ def _first_norm_input_mean(model, images: torch.Tensor) -> torch.Tensor:
     return seen[0]
 
 
-def test_adapt_bn_command_moves_statistics_to_the_target_and_keeps_weights(tmp_path, capsys,
-                                                                           single_thread):  # noqa: F811
+def test_adapt_bn_command_moves_statistics_to_the_target_and_keeps_weights(tmp_path, capsys):
     """`uda-seg adapt-bn` writes a checkpoint whose BatchNorm statistics describe TARGET frames
     (closer to them than to the source's) and whose weights are unchanged. Mutants caught:
     re-estimation on source frames (source=True), a checkpoint written before the

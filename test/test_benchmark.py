@@ -8,30 +8,19 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from train_helpers import write_domains
 
 from uda_seg_core.benchmark import checks, interleaved, parse_resolutions
-from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.cli import main
-from uda_seg_core.config import Config
-from uda_seg_core.models import BiSeNet
-
-torch.set_num_threads(1)
 
 ROW_KEYS = ["gemm", "eager", "ort", "int8", "pruned0", "pruned1", "unstructured",
             "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    write_domains(root)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "tiny.pt", BiSeNet(12, "resnet18").eval(), Config())
-    out = root / "out"
-    code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(ckpt), "--data",
-                 str(root),
+def report(tmp_path_factory, tiny_checkpoint, tiny_domains):
+    out = tmp_path_factory.mktemp("bench") / "out"
+    code = main(["benchmark", "--resolutions", "48x64", "--checkpoint", str(tiny_checkpoint),
+                 "--data", str(tiny_domains.root),
                  "--repeats", "2", "--warmup", "0", "--gap-ms", "0", "--threads", "1",
                  "--calibration-frames", "2",
                  "--gemm-sizes", "128,256", "--out", str(out)])

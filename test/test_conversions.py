@@ -10,9 +10,6 @@ import zlib
 
 import numpy as np
 import pytest
-
-pytest.importorskip("sensor_msgs.msg")
-
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 

@@ -5,9 +5,6 @@
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("diagnostic_msgs.msg")
-
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 

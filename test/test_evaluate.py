@@ -4,20 +4,14 @@ from __future__ import annotations
 import json
 
 import cv2
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from train_helpers import single_thread, write_domains  # noqa: F401
+from train_helpers import write_domains
 
-from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.cli import main
-from uda_seg_core.config import Config
 from uda_seg_core.labels import NUM_CLASSES
 from uda_seg_core.metrics import evaluate_model
-from uda_seg_core.models import build_segmentation_model
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -75,15 +69,11 @@ def test_low_resolution_logits_are_resized_to_the_label():
     assert 0 < cm.summary()["accuracy"] < 1  # upsampled guesses: right in places, not everywhere
 
 
-def test_evaluate_command_prints_writes_json_and_figure(tmp_path, capsys):
+def test_evaluate_command_prints_writes_json_and_figure(tmp_path, capsys, tiny_checkpoint):
     _, camvid = write_domains(tmp_path, n=3)
-    cfg = Config()
-    cfg.model.backbone = "resnet18"
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "model.pt", build_segmentation_model(cfg.model), cfg)
     out = tmp_path / "eval"
-    code = main(["evaluate", "--checkpoint", str(ckpt), "--data", str(camvid), "--split", "val",
-                 "--device", "cpu", "--save-predictions", "2", "--out", str(out)])
+    code = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(camvid),
+                 "--split", "val", "--device", "cpu", "--save-predictions", "2", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| **mIoU (named classes)** |" in printed and "| Sky |" in printed

@@ -135,7 +135,8 @@ def test_launch_arguments_reach_the_node(launch_module):
 
 
 def test_params_file_matches_the_node_parameters():
-    node = pytest.importorskip("uda_seg_ros.segmentation_node")
+    from uda_seg_ros import segmentation_node as node
+
     data = yaml.safe_load(PARAMS_FILE.read_text())
     assert list(data) == ["/**"]  # any namespace and node name
     params = data["/**"]["ros__parameters"]

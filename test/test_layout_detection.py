@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from data_fixtures import write_camvid_colour, write_camvid_segnet, write_idda
-from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: F401
+from train_helpers import tiny_overrides, write_domains
 
 from uda_seg_core.cli import main
 from uda_seg_core.data import DatasetFormatError, build_dataset, resolve_format
@@ -54,7 +54,7 @@ def test_sequences_keep_only_their_frames_and_name_what_exists(tmp_path):
         build_dataset("auto", tmp_path, "train", sequences=["Seq05VD"])
 
 
-def test_target_without_test_split_trains_and_reports_val(tmp_path, single_thread):  # noqa: F811
+def test_target_without_test_split_trains_and_reports_val(tmp_path):
     """Bug guarded: a target with train/val only (CamVid with its test split withheld) used
     to train every iteration and then die with 'test not found for split test'."""
     idda, camvid = write_domains(tmp_path, n=2)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from bag_helpers import write_tiny_camvid
+from ros_helpers import NodeProcess, ros_env, wait_for
 
 from uda_seg_core.metrics import ConfusionMatrix
 from uda_seg_ros.live_eval import LiveEvaluation, merge_node_stats
@@ -39,10 +40,32 @@ def test_matching_by_stamp_is_order_independent_and_equals_one_confusion_matrix(
     result = live.result()
     assert result["frames_matched"] == 4 and result["frames_missed"] == 0
     assert result["masks_without_label"] == 0
+    assert result["confusion_matrix"] == direct.mat.tolist()
     assert math.isclose(result["miou"], direct.miou(), abs_tol=1e-12)
     assert math.isclose(result["accuracy"], direct.pixel_accuracy, abs_tol=1e-12)
     assert result["e2e_latency_ms"]["count"] == 4
     assert math.isclose(result["e2e_latency_ms"]["p50"], 25.0)
+
+
+def test_each_mask_is_scored_against_the_label_of_its_own_stamp():
+    """Mutant: off-by-one pairing (a mask scored against the label that arrived before its
+    own, or the oldest label still waiting). Labels run ahead of masks here, as they do
+    when the node lags: three are pending when the first mask arrives."""
+    frames = _frames(5, seed=3)
+    direct = ConfusionMatrix()
+    for label, mask in frames:
+        direct.update(mask, label)
+    live = LiveEvaluation()
+    for i in range(3):
+        live.add_label((i, 0), frames[i][0])
+    for i in (1, 0, 2):
+        live.add_mask((i, 0), frames[i][1])
+    for i in (3, 4):
+        live.add_label((i, 0), frames[i][0])
+        live.add_mask((i, 0), frames[i][1])
+    result = live.result()
+    assert result["frames_matched"] == 5
+    assert result["confusion_matrix"] == direct.mat.tolist()
 
 
 def test_missed_frames_duplicates_and_size_mismatches_are_counted_not_scored():
@@ -94,9 +117,6 @@ def test_node_stats_are_merged_or_their_absence_explained(tmp_path):
 
 # ------------------------------------------------------------------ across real processes
 
-rclpy = pytest.importorskip("rclpy")
-from ros_helpers import NodeProcess, ros_env
-
 
 @pytest.fixture(scope="module")
 def tiny_bag(tmp_path_factory):
@@ -114,8 +134,6 @@ def _bag_cli(*args: str) -> list[str]:
 
 def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
     """The labels topic doubles as the mask topic: every frame must match, at 100%."""
-    from ros_helpers import wait_for
-
     out, ready = tmp_path / "live.json", tmp_path / "ready"
     evaluator = NodeProcess.start(_bag_cli("evaluate", "--mask-topic", "/camera/labels",
                                            "--expect", "5",
@@ -143,17 +161,20 @@ def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):
     assert 0 <= result["e2e_latency_ms"]["p99"] < 5000
 
 
-def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path):
-    """bag -> player -> segmentation_node -> evaluator gives `uda-seg evaluate`'s figures.
+def test_live_confusion_matrix_through_the_node_equals_offline_evaluation(tiny_bag, trained_model,
+                                                                          tmp_path):
+    """bag -> player -> segmentation_node -> evaluator gives `uda-seg evaluate`'s confusion
+    matrix, count for count (not an mIoU within a tolerance).
 
-    The node runs at the frames' own size (no resize on either side) and the player
-    waits for each mask before the next image (--pace-on), so no frame is dropped.
+    Mutants: the node swapping red and blue before the network; the evaluator pairing a
+    mask with the label of the frame before. The model is trained (its classes follow
+    colour), so a swap changes most of its mask. The node runs at the frames' own size
+    (no resize on either side) and the player waits for each mask before the next image
+    (--pace-on), so no frame is dropped.
     """
-    from ros_helpers import tiny_checkpoint
-
     from uda_seg_core.cli import main as uda_seg
 
-    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    ckpt = trained_model.checkpoint
     stats = tmp_path / "node_stats.json"
     node = NodeProcess.start(
         [sys.executable, "-m", "uda_seg_ros.segmentation_node", "--ros-args",
@@ -165,7 +186,7 @@ def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path
     evaluator = NodeProcess.start(_bag_cli("evaluate", "--expect", "5", "--timeout", "60",
                                            "--out", str(out)), tmp_path / "eval.log")
     try:
-        node.wait_for_output("ready", timeout=60)
+        node.wait_for_output("ready", timeout=120)
         play = subprocess.run(_bag_cli("play", str(tiny_bag / "bag"), "--pace-on",
                                        "segmentation/class_mask", "--wait-subscribers", "30"),
                               check=False, env=ros_env(), capture_output=True, text=True,
@@ -174,8 +195,10 @@ def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path
         assert "0 pace timeouts" in play.stdout, play.stdout
         assert evaluator.proc.wait(60) == 0, evaluator.output()
     finally:
-        evaluator.stop()
-        assert node.stop() == 0, node.output()
+        try:
+            evaluator.stop()
+        finally:  # the node is stopped even when the evaluator hangs
+            assert node.stop() == 0, node.output()
     live = json.loads(out.read_text())
     assert live["frames_matched"] == 5 and live["frames_missed"] == 0, live
     node_stats = json.loads(stats.read_text())
@@ -186,5 +209,5 @@ def test_live_miou_through_the_node_equals_offline_evaluation(tiny_bag, tmp_path
                     "--split", "test", "--device", "cpu", "--out", str(offline_dir)]) == 0
     offline = json.loads((offline_dir / "metrics.json").read_text())
     assert offline["pixels"] == live["pixels"] == 5 * 48 * 64
-    assert abs(live["miou"] - offline["miou"]) < 0.005, (live["miou"], offline["miou"])
-    assert abs(live["accuracy"] - offline["accuracy"]) < 0.005
+    assert live["confusion_matrix"] == offline["confusion_matrix"]
+    assert live["miou"] == offline["miou"] and live["accuracy"] == offline["accuracy"]

@@ -87,3 +87,43 @@ def test_bad_inputs_are_named():
         cm.update(torch.zeros(2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="merge"):
         cm.merge(ConfusionMatrix(num_classes=4))
+
+
+def test_updates_accumulate_and_counts_stay_exact_past_float_precision():
+    """Mutants (from `make mutants`): `self.mat = counts` (each update replaces the ones
+    before: a whole evaluation scored on its last frame); a float matrix, whose counts stop
+    at 2**24 pixels (about 50 frames at 720x960)."""
+    cm = ConfusionMatrix(num_classes=2)
+    cm.update(torch.tensor([0, 1]), torch.tensor([0, 0]))
+    cm.update(torch.tensor([1]), torch.tensor([1]))
+    assert cm.mat.tolist() == [[1, 1], [0, 1]]
+    cm.mat[0, 0] = 2**24
+    cm.update(torch.tensor([0]), torch.tensor([0]))
+    assert cm.mat.dtype == torch.int64 and cm.summary()["pixels"] == 2**24 + 3
+
+
+def test_an_id_equal_to_the_class_count_is_rejected_not_counted_elsewhere():
+    """Mutant: `ids > n` instead of `ids >= n` lets id 3 of a 3-class matrix fold into the
+    next row of the flattened bincount."""
+    cm = ConfusionMatrix(num_classes=3)
+    with pytest.raises(ValueError, match=r"prediction ids \[3\] are outside 0\.\.2"):
+        cm.update(torch.tensor([3, 0]), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match=r"label ids \[3\]"):
+        cm.update(torch.tensor([0, 0]), torch.tensor([3, 0]))
+    with pytest.raises(TypeError, match="pred must hold integer class ids"):
+        cm.update(torch.zeros(2), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="target must hold integer class ids"):
+        cm.update(torch.zeros(2, dtype=torch.long), torch.zeros(2))
+    assert cm.mat.sum() == 0
+
+
+def test_summary_keys_table_layout_and_default_class_names():
+    """What reports and JSON readers rely on (mutants renaming the keys or the header)."""
+    cm = ConfusionMatrix(num_classes=3)
+    assert cm.class_names == ("0", "1", "2")
+    cm.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]))
+    assert set(cm.summary()) == {"accuracy", "miou", "miou_12", "per_class_iou", "pixels"}
+    lines = cm.table().split("\n")
+    assert lines[:2] == ["| class | IoU |", "|---|---:|"] and lines[2] == "| 0 | 1.000 |"
+    assert lines[-3:] == ["| **mIoU (named classes)** | 0.500 |", "| **mIoU (all 3)** | 0.500 |",
+                          "| **pixel accuracy** | 0.667 |"]

@@ -1,10 +1,11 @@
 """The segmentation node in its own process, driven by real rclpy from this one.
 
-Two nodes start once for the module (in parallel, on a private ROS_DOMAIN_ID):
+Two nodes start once for the module (in parallel, on a private ROS_DOMAIN_ID), serving
+the session's trained tiny model (its classes follow colour, so a red/blue swap shows):
 - /raw/uda_segmentation: raw `image`, SensorDataQoS, masks at the input size;
 - /comp/uda_segmentation: `image` remapped to /cam/image_raw, compressed transport
   (so it listens on /cam/image_raw/compressed), reliable QoS, masks at the network size.
-The last test stops them with SIGINT and SIGTERM.
+The module fixture stops them; the SIGINT / SIGTERM test starts and stops its own two.
 
     .venv/bin/pytest test/test_node.py -q
 """
@@ -16,16 +17,15 @@ import struct
 import time
 import zlib
 
+import cv2
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip("rclpy")
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, tiny_checkpoint, wait_for
+from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
+from uda_seg_core.data import read_rgb
 from uda_seg_core.labels import PALETTE
 from uda_seg_ros.conversions import (
     ImageConversionError,
@@ -54,9 +54,9 @@ class NodeUnderTest:
 
 
 @pytest.fixture(scope="module")
-def ros(tmp_path_factory):
+def ros(tmp_path_factory, trained_model):
     tmp = tmp_path_factory.mktemp("node")
-    ckpt = tiny_checkpoint(tmp / "tiny.pt")
+    ckpt = trained_model.checkpoint
     raw = NodeProcess.start(node_argv(ckpt, "-r", "__ns:=/raw",
                                       "-p", f"stats_file:={tmp / 'raw_stats.json'}"),
                             tmp / "raw.log")
@@ -151,24 +151,78 @@ def test_latest_frame_slot_keeps_only_the_newest():
     assert slot.take() is None  # closed: the worker ends even with a frame pending
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"])
-def test_class_mask_keeps_header_size_and_encoding(ros, raw_io, encoding):
-    pub, masks = raw_io
-    h, w = 50, 70  # not the network size: the mask is resized back
-    rgb = rgb_frame(h, w)
+def scene_frame(trained_model, h: int = 50, w: int = 70) -> np.ndarray:
+    """A frame of the kind the served model was trained on (its mask depends on colour),
+    at a size that is not the network's, so the mask is resized back."""
+    first = min((trained_model.camvid / "test").iterdir())
+    return cv2.resize(read_rgb(first), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def garbage_padding(msg: Image, row_bytes: int) -> Image:
+    """Fill the bytes between rows (step - row_bytes) with 0xAB: a reader that ignores
+    `step` then reads them as pixels."""
+    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step).copy()
+    data[:, row_bytes:] = 0xAB
+    msg.data = data.tobytes()
+    return msg
+
+
+def encoded(rgb: np.ndarray, encoding: str) -> Image:
+    """`rgb`'s pixels as `encoding`, with 6 bytes of garbage row padding; mono16 is
+    big-endian with the grey level in its high byte and a different low byte, so a
+    reader that ignores `is_bigendian` sees other grey levels."""
+    grey = rgb[..., 0]
     image = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, rgb[..., :1]]),
-             "bgra8": np.dstack([rgb[..., ::-1], rgb[..., :1]]), "mono8": rgb[..., 0],
-             "mono16": rgb[..., 0].astype(np.uint16) * 257}[encoding]
+             "bgra8": np.dstack([rgb[..., ::-1], rgb[..., :1]]), "mono8": grey,
+             "mono16": grey.astype(np.uint16) * 256 + (255 - grey) // 2}[encoding]
+    image = np.ascontiguousarray(image)
     channels = 1 if image.ndim == 2 else image.shape[2]
-    # Row padding on every input, and big-endian 16-bit data.
-    msg = numpy_to_image(image, encoding, step=w * channels * image.itemsize + 6,
-                         is_bigendian=encoding == "mono16")
-    msg = stamped(msg, ros, f"cam_{encoding}")
+    row_bytes = image.shape[1] * channels * image.itemsize
+    msg = numpy_to_image(image, encoding, step=row_bytes + 6, is_bigendian=encoding == "mono16")
+    return garbage_padding(msg, row_bytes)
+
+
+@pytest.fixture(scope="module")
+def rgb8_masks(ros, raw_io, trained_model):
+    """The node's masks of the colour frame and of its grey version, sent as rgb8."""
+    pub, masks = raw_io
+    rgb = scene_frame(trained_model)
+    grey = np.dstack([rgb[..., 0]] * 3)
+    out = {}
+    for name, pixels in (("colour", rgb), ("grey", grey)):
+        msg = stamped(numpy_to_image(pixels, "rgb8"), ros, f"reference_{name}")
+        out[name] = image_to_numpy(request(pub, msg, masks))[0].copy()
+    assert len(np.unique(out["colour"])) > 1, "the served model should not be constant"
+    return rgb, out
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"])
+def test_every_encoding_gives_the_mask_of_the_same_pixels_in_rgb8(ros, raw_io, rgb8_masks,
+                                                                  encoding):
+    """Mutants: a channel swap (bgr8 / bgra8 read as RGB), row padding ignored (rows read
+    as if step were width x bytes per pixel), is_bigendian ignored for mono16. The mask
+    must equal, pixel for pixel, the node's mask of the same pixels sent as rgb8 (mono:
+    the grey level in all three channels), with the header and size unchanged."""
+    pub, masks = raw_io
+    rgb, reference = rgb8_masks
+    msg = stamped(encoded(rgb, encoding), ros, f"cam_{encoding}")
     out = request(pub, msg, masks)
     assert out.header == msg.header  # stamp and frame_id unchanged
     mask, enc = image_to_numpy(out)
-    assert enc == "mono8" and mask.shape == (h, w)
-    assert mask.max() < 12
+    assert enc == "mono8" and mask.shape == rgb.shape[:2]
+    expected = reference["grey" if encoding.startswith("mono") else "colour"]
+    differ = int((mask != expected).sum())
+    assert differ == 0, f"{encoding}: {differ} of {mask.size} pixels differ from rgb8"
+
+
+def test_a_red_blue_swap_changes_the_served_mask(ros, raw_io, rgb8_masks):
+    """The check above has teeth: the same frame with red and blue exchanged (sent as
+    rgb8) gives another mask, so an encoding read with swapped channels cannot pass."""
+    pub, masks = raw_io
+    rgb, reference = rgb8_masks
+    swapped = np.ascontiguousarray(rgb[..., ::-1])
+    out = request(pub, stamped(numpy_to_image(swapped, "rgb8"), ros, "swapped"), masks)
+    assert (image_to_numpy(out)[0] != reference["colour"]).mean() > 0.05
 
 
 def test_color_mask_and_overlay_only_while_subscribed(ros, raw_io):
@@ -393,15 +447,35 @@ def test_bad_start_exits_1_naming_the_problem(tmp_path, ros):
         assert "cannot start" in proc.output() and text in proc.output(), proc.output()
 
 
-def test_sigint_and_sigterm_exit_0_with_summary(ros):
-    nodes = ((ros.raw, signal.SIGINT), (ros.comp, signal.SIGTERM))
-    for node, sig in nodes:  # both at once: interpreter teardown with torch takes seconds
-        assert node.proc.alive()
-        node.proc.send(sig)
-    for node, sig in nodes:
-        assert node.proc.wait(what=f"exit on {sig.name}") == 0, node.proc.output()[-2000:]
-        log = node.proc.output()
-        assert "summary: fps=" in log and "Traceback" not in log
-        stats = json.loads(node.stats_file.read_text())
-        assert stats["counters"]["processed"] >= 1
-        assert stats["stages"]["inference"]["count"] >= 1
+def test_sigint_and_sigterm_exit_0_with_summary(ros, tiny_checkpoint, tmp_path):
+    """Two nodes of its own (the module's keep serving the other tests, in any order):
+    each processes a frame, then one gets SIGINT and the other SIGTERM."""
+    nodes = {}
+    for name, sig in (("sigint", signal.SIGINT), ("sigterm", signal.SIGTERM)):
+        stats = tmp_path / f"{name}_stats.json"
+        proc = NodeProcess.start(node_argv(tiny_checkpoint, "-r", f"__ns:=/{name}",
+                                           "-p", f"stats_file:={stats}"), tmp_path / f"{name}.log")
+        nodes[name] = (proc, sig, stats)
+    try:
+        for name, (proc, _, _) in nodes.items():
+            proc.wait_for_output("ready:", timeout=120)
+            pub = ros.publisher(Image, f"/{name}/image", qos_profile_sensor_data)
+            masks = ros.collect(Image, f"/{name}/segmentation/class_mask", qos_profile_sensor_data)
+            ros.wait_for_subscriber(pub)
+            request(pub, stamped(numpy_to_image(rgb_frame(8, 10), "rgb8"), ros, name), masks)
+            # The mask is published before the frame is counted: wait for the count.
+            latest_values(ros, f"/{name}", lambda v: int(v["frames_processed"]) >= 1)
+        for proc, sig, _ in nodes.values():  # both at once: teardown with torch takes seconds
+            assert proc.alive()
+            proc.send(sig)
+        for proc, sig, stats in nodes.values():
+            assert proc.wait(what=f"exit on {sig.name}") == 0, proc.output()[-2000:]
+            log = proc.output()
+            assert "summary: fps=" in log and "Traceback" not in log
+            summary = json.loads(stats.read_text())
+            assert summary["counters"]["processed"] >= 1
+            assert summary["stages"]["inference"]["count"] >= 1
+    finally:
+        for proc, _, _ in nodes.values():
+            if proc.alive():
+                proc.stop(signal.SIGKILL)

@@ -10,10 +10,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
-
-rclpy = pytest.importorskip("rclpy")
-
 from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import NodeProcess, RosClient
 from sensor_msgs.msg import Image
@@ -21,7 +17,7 @@ from sensor_msgs.msg import Image
 from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import Config
 from uda_seg_core.inference import Segmenter
-from uda_seg_core.models import BiSeNet
+from uda_seg_core.models import load_model
 from uda_seg_core.optimize.export import export_checkpoint
 from uda_seg_core.optimize.structured import prune_channels
 from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
@@ -38,10 +34,9 @@ def node_argv(model, ns: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny_checkpoint):
     tmp = tmp_path_factory.mktemp("fast")
-    torch.manual_seed(0)
-    model = BiSeNet(12, "resnet18").eval()
+    model = load_model(tiny_checkpoint)[0].eval()
     prune_channels(model, 0.5)
     pruned = save_checkpoint(tmp / "pruned.pt", model, Config(), pruning={"ratio": 0.5})
     onnx_path = tmp / "pruned.onnx"

@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 from data_fixtures import write_camvid_segnet, write_idda
-from train_helpers import single_thread  # noqa: F401
 
 from uda_seg_core.cli import main
 from uda_seg_core.config import load_config
@@ -37,7 +36,7 @@ def study_data(tmp_path):
 
 
 def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
-        tmp_path, study_data, single_thread):  # noqa: F811
+        tmp_path, study_data):
     """Bugs guarded: adaptation that reads the held-out drive's frames (its figure would not
     be held out); a held-out evaluation over the whole split; BatchNorm re-estimation of
     another seed's network; a rerun that retrains finished runs."""

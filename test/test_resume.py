@@ -1,4 +1,13 @@
-"""Resume: N iterations straight == N/2, stop, --resume, the rest; bad checkpoints fail clearly."""
+"""Resume continues where the run stopped: the iteration, the optimisers (momentum and Adam
+buffers), the schedules and the RNG streams; kill -9 loses at most one checkpoint
+interval; bad checkpoints fail clearly.
+
+The launcher re-seeds everything at start, so a "resume" that restarts from iteration 0
+reproduces an uninterrupted run bit for bit: comparing final weights alone cannot tell a
+resume from a restart. These tests count the steps the resumed process executes and
+compare what its first step starts from with what the uninterrupted run's step at that
+iteration started from (`resume_probe.StepProbe`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,19 +16,24 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: F401
+from resume_probe import StepProbe
+from train_helpers import tiny_overrides
 
-from uda_seg_core.checkpoint import load_checkpoint
+from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.commands.train import run_command
+from uda_seg_core.config import Config
+from uda_seg_core.runtime import DistInfo, gather_rng_states
 from uda_seg_core.train.adversarial import build_adversarial_trainer
 from uda_seg_core.train.loop import launch
+from uda_seg_core.train.resume import restore, resumable_state
+from uda_seg_core.train.schedules import poly_scheduler
+from uda_seg_core.train.trainer import LoopState, Trainer
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+HERE = Path(__file__).resolve().parent
 
 
 def args(overrides=(), resume=None, stop_at=None) -> argparse.Namespace:
@@ -44,48 +58,161 @@ def assert_same(a, b, where: str = "") -> None:
 
 
 @pytest.fixture(scope="module")
-def domains(tmp_path_factory):
+def stopped_and_resumed(tmp_path_factory, tiny_domains):
+    """4 iterations straight; the same run stopped after 3 and resumed. Dropout in D draws
+    from the global RNG and the augmentations from seeded streams: both must continue
+    exactly where they stopped. 3 of 2 x 2 stops mid-epoch."""
     root = tmp_path_factory.mktemp("resume")
-    idda, camvid = write_domains(root)
-    return root, idda, camvid
-
-
-def test_stop_and_resume_gives_the_same_weights(domains):
-    root, idda, camvid = domains
-    # Dropout in D draws from the global RNG and the augmentations from seeded streams:
-    # both must continue exactly where they stopped. Stop mid-epoch (3 of 2 x 2).
-    common = dict(**{"train.deterministic": "true", "adapt.dropout": 0.2,
-                     "train.checkpoint_every": 100})
-    straight = tiny_overrides(root, idda, camvid, **common, **{"train.run_name": "straight"})
-    pieces = tiny_overrides(root, idda, camvid, **common, **{"train.run_name": "pieces"})
-    launch("adapt", args(straight), build_adversarial_trainer)
-    first = launch("adapt", args(pieces, stop_at=3), build_adversarial_trainer)
-    assert first["iteration"] == 3 and first["test"] is None
+    d = tiny_domains
+    common = {"train.deterministic": "true", "adapt.dropout": 0.2, "train.checkpoint_every": 100}
+    straight, first, resumed = (StepProbe(build_adversarial_trainer) for _ in range(3))
+    launch("adapt", args(tiny_overrides(root, d.idda, d.camvid, **common,
+                                        **{"train.run_name": "straight"})), straight)
+    pieces = tiny_overrides(root, d.idda, d.camvid, **common, **{"train.run_name": "pieces"})
+    stopped = launch("adapt", args(pieces, stop_at=3), first)
     run_dir = root / "runs" / "pieces"
-    assert load_checkpoint(run_dir / "last.pt")["training_state"]["iteration"] == 3
-    launch("adapt", args(resume=str(run_dir)), build_adversarial_trainer)
+    saved = load_checkpoint(run_dir / "last.pt")
+    launch("adapt", args(resume=str(run_dir)), resumed)
+    return {"root": root, "straight": straight, "first": first, "resumed": resumed,
+            "stopped": stopped, "saved": saved}
 
-    a = load_checkpoint(root / "runs" / "straight" / "last.pt")
-    b = load_checkpoint(run_dir / "last.pt")
+
+def test_stop_and_resume_gives_the_same_weights(stopped_and_resumed):
+    """Guards against any state the resume forgets (the D dropout RNG, the augmentation
+    streams, the poly schedule): the final checkpoints must be identical."""
+    r = stopped_and_resumed
+    assert r["stopped"]["iteration"] == 3 and r["stopped"]["test"] is None
+    assert r["saved"]["training_state"]["iteration"] == 3
+    a = load_checkpoint(r["root"] / "runs" / "straight" / "last.pt")
+    b = load_checkpoint(r["root"] / "runs" / "pieces" / "last.pt")
     assert a["training_state"]["iteration"] == b["training_state"]["iteration"] == 4
     for key in ("state_dict", "modules", "optimizers", "schedulers"):
         assert_same(a[key], b[key], key)
     assert_same(a["training_state"]["history"], b["training_state"]["history"], "history")
 
 
-def test_corrupt_or_mismatched_checkpoint_fails_naming_the_file(domains, capsys):
-    root = domains[0]
-    run_dir = root / "runs" / "straight"
-    if not (run_dir / "last.pt").exists():
-        pytest.skip("needs the run of test_stop_and_resume_gives_the_same_weights")
+def test_resume_continues_from_the_saved_iteration_optimiser_schedule_and_rng(stopped_and_resumed):
+    """Mutants: a restore() that checks the checkpoint, loads nothing and restarts at
+    iteration 0 (it reproduces the straight run's weights, since the launcher re-seeds);
+    a restore() that skips the optimiser, the schedulers, or set_rng_state.
+
+    The resumed process must execute only the missing iteration, and its first step must
+    start from exactly the momentum / Adam buffers, schedule position and RNG streams
+    that the uninterrupted run's 4th step started from.
+    """
+    r = stopped_and_resumed
+    straight, first, resumed = r["straight"], r["first"], r["resumed"]
+    assert (straight.steps, first.steps) == (4, 3)
+    assert resumed.steps == 1, f"the resumed run executed {resumed.steps} iterations, not 4 - 3"
+    at_resume, expected = resumed.snapshots[0], straight.snapshots[3]
+    assert at_resume["optimizer_buffers"] == expected["optimizer_buffers"]
+    assert min(expected["optimizer_buffers"].values()) > 0
+    assert at_resume["adam_steps"] == expected["adam_steps"] == {"g": [], "d": [3]}  # G: SGD
+    assert at_resume["schedulers"] == expected["schedulers"] == {"g": 3, "d": 3}
+    assert at_resume["optimizers"] == expected["optimizers"], "optimiser buffers not restored"
+    assert at_resume["rng"] == expected["rng"], "RNG streams not at the saved position"
+    assert at_resume["rng"] != straight.snapshots[0]["rng"]  # the streams really moved
+
+
+def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path, tiny_domains):
+    """Mutants: resume that restarts at 0; resume from the previous-but-one checkpoint
+    (restore() setting the iteration one interval back, or last.pt written only every
+    other interval).
+
+    A real training process (checkpoint every 3 iterations, 12 in all) is killed with
+    SIGKILL with exactly 10 iterations done; last.pt must hold iteration 9 and the
+    resumed run must execute exactly 12 - 9 iterations: 1 lost, at most 3 allowed.
+    """
+    every, done, total = 3, 10, 12
+    d = tiny_domains
+    overrides = tiny_overrides(tmp_path, d.idda, d.camvid, **{
+        "train.run_name": "killed", "train.max_iters": total, "train.checkpoint_every": every,
+        "train.val_every": 100})
+    run_dir = tmp_path / "runs" / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(HERE / "resume_probe.py"), str(done), "adapt",
+                           *overrides], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    saved = load_checkpoint(run_dir / "last.pt")["training_state"]["iteration"]
+    assert saved == done - done % every == 9, f"last.pt holds iteration {saved}"
+
+    resumed = StepProbe(build_adversarial_trainer)
+    metrics = launch("adapt", args(resume=str(run_dir)), resumed)
+    restarted_at = total - resumed.steps
+    assert restarted_at == saved, f"resumed at iteration {restarted_at}, last.pt holds {saved}"
+    assert done - restarted_at <= every, f"lost {done - restarted_at} iterations"
+    assert resumed.snapshots[0]["schedulers"] == {"g": saved, "d": saved}
+    assert metrics["iteration"] == metrics["max_iters"] == total
+    assert metrics["test"]["miou"] is not None and (run_dir / "best.pt").exists()
+
+
+def small_trainer(seed: int) -> Trainer:
+    """A Trainer of two small networks (SGD with momentum, Adam, poly schedules), no data:
+    enough for the state that `restore` must bring back, in milliseconds."""
+    torch.manual_seed(seed)
+    g, d = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 1, 3)
+    opt_g = torch.optim.SGD(g.parameters(), lr=0.1, momentum=0.9)
+    opt_d = torch.optim.Adam(d.parameters(), lr=0.01)
+    return Trainer(command="adapt", model=g, optimizers={"g": opt_g, "d": opt_d},
+                   schedulers={"g": poly_scheduler(opt_g, 10), "d": poly_scheduler(opt_d, 10)},
+                   scalers={}, loaders={}, step=lambda batches: {}, extra_modules={"d": d})
+
+
+def test_restore_brings_back_every_part_of_the_training_state(tmp_path):
+    """The state round trip alone (fast; `make mutants` leans on it): weights of G and D,
+    optimiser buffers, schedules, RNG streams and the loop counters written by
+    `resumable_state` come back through `restore` into a freshly built trainer."""
+    trainer = small_trainer(0)
+    for _ in range(3):
+        for opt in trainer.optimizers.values():
+            opt.zero_grad()
+        (trainer.model.weight.sum() + trainer.extra_modules["d"].weight.square().sum()).backward()
+        for opt in trainer.optimizers.values():
+            opt.step()
+        for sched in trainer.schedulers.values():
+            sched.step()
+    state = LoopState(iteration=3, best_miou=0.25, best_iteration=2, history=[{"iteration": 2}],
+                      epochs=[{"epoch": 1}], train_seconds=1.5, timed_iterations=2)
+    torch.manual_seed(7)
+    rng = gather_rng_states(DistInfo())
+    cfg = Config()
+    path = save_checkpoint(tmp_path / "last.pt", trainer.model, cfg,
+                           **resumable_state(trainer, state, rng, max_iters=10))
+    expected_draw = torch.rand(3)
+
+    fresh = small_trainer(1)
+    torch.manual_seed(99)
+    back = restore(fresh, path, cfg, DistInfo(), torch.device("cpu"))
+    assert back == state
+    assert torch.equal(torch.rand(3), expected_draw), "RNG not at the saved position"
+    assert_same(fresh.model.state_dict(), trainer.model.state_dict(), "G")
+    assert_same(fresh.extra_modules["d"].state_dict(), trainer.extra_modules["d"].state_dict(), "D")
+    for name in ("g", "d"):
+        assert_same(fresh.optimizers[name].state_dict(), trainer.optimizers[name].state_dict(),
+                    name)
+        assert fresh.schedulers[name].state_dict()["last_epoch"] == 3
+        assert fresh.optimizers[name].param_groups[0]["lr"] == \
+            trainer.optimizers[name].param_groups[0]["lr"]
+
+
+@pytest.fixture
+def run_copy(stopped_and_resumed, tmp_path) -> Path:
+    """A private copy of the finished straight run (its last.pt, best.pt, config)."""
+    copy = tmp_path / "straight"
+    shutil.copytree(stopped_and_resumed["root"] / "runs" / "straight", copy)
+    return copy
+
+
+def test_corrupt_or_mismatched_checkpoint_fails_naming_the_file(run_copy, tmp_path, capsys):
     # Another discriminator than the one the checkpoint holds.
-    assert run_command("adapt", args(["adapt.discriminator=dwd"], resume=str(run_dir)),
+    assert run_command("adapt", args(["adapt.discriminator=dwd"], resume=str(run_copy)),
                        build_adversarial_trainer) == 2
     err = capsys.readouterr().err
-    assert str(run_dir / "last.pt") in err and "does not fit" in err
+    assert str(run_copy / "last.pt") in err and "does not fit" in err
 
-    broken = root / "runs" / "broken"
-    shutil.copytree(run_dir, broken)
+    broken = tmp_path / "broken"
+    shutil.copytree(run_copy, broken)
     data = (broken / "last.pt").read_bytes()
     (broken / "last.pt").write_bytes(data[: len(data) // 2])  # a write cut short
     assert run_command("adapt", args(resume=str(broken)), build_adversarial_trainer) == 2
@@ -95,30 +222,3 @@ def test_corrupt_or_mismatched_checkpoint_fails_naming_the_file(domains, capsys)
     shutil.copy(broken / "best.pt", broken / "last.pt")  # weights only, no training state
     assert run_command("adapt", args(resume=str(broken)), build_adversarial_trainer) == 2
     assert "not a resumable training state" in capsys.readouterr().err
-
-
-def test_kill_9_then_resume_finishes(domains):
-    root, idda, camvid = domains
-    overrides = tiny_overrides(root, idda, camvid, **{"train.run_name": "killed", "train.epochs": 4,
-                                                      "train.checkpoint_every": 1})
-    run_dir = root / "runs" / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "uda_seg_core.cli", "adapt", *overrides],
-                            env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run_dir / "last.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done_before = load_checkpoint(run_dir / "last.pt")["training_state"]["iteration"]
-    assert done_before < 8
-    metrics = launch("adapt", args(resume=str(run_dir)), build_adversarial_trainer)
-    assert metrics["iteration"] == metrics["max_iters"] == 8
-    assert metrics["test"]["miou"] is not None
-    assert Path(run_dir / "best.pt").exists()

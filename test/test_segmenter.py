@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from uda_seg_core.checkpoint import save_checkpoint
-from uda_seg_core.config import Config, InferenceConfig
+from uda_seg_core.config import InferenceConfig
 from uda_seg_core.inference import (
     BACKENDS,
     EXTENSIONS,
@@ -22,24 +21,16 @@ from uda_seg_core.inference import (
     resolve_backend,
     resolve_device,
 )
-from uda_seg_core.models import build_segmentation_model, load_model
+from uda_seg_core.models import load_model
 
-# Two shared cores: OpenMP threads spinning against other processes make a 48x64
-# forward pass ~10x slower than one thread does.
-torch.set_num_threads(1)
 H, W = 48, 64
 CUSTOM_PALETTE = [[10 * i, 255 - 10 * i, 7] for i in range(12)]
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    cfg = Config()
-    torch.manual_seed(0)
-    model = build_segmentation_model(cfg.model)
-    path = tmp_path_factory.mktemp("seg") / "tiny.pt"
+def ckpt(make_checkpoint):
     # Metadata stored in the checkpoint must reach the Segmenter, not the defaults.
-    return save_checkpoint(path, model, cfg, palette=CUSTOM_PALETTE,
-                           mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.1])
+    return make_checkpoint(palette=CUSTOM_PALETTE, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.1])
 
 
 @pytest.fixture(scope="module")

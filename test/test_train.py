@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import Dataset
-from train_helpers import single_thread, tiny_overrides, write_domains  # noqa: F401
+from train_helpers import tiny_overrides, write_domains
 
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError, load_config
@@ -19,8 +19,6 @@ from uda_seg_core.train.loaders import LoaderCycle
 from uda_seg_core.train.optim import build_segmentation_optimizer
 from uda_seg_core.train.run_dir import derive_run_name
 from uda_seg_core.train.schedules import poly_factor, poly_scheduler
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_poly_decay_follows_the_paper_and_survives_a_checkpoint():

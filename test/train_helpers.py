@@ -10,22 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
-import torch
 
 from uda_seg_core.config import load_config
 from uda_seg_core.labels import PALETTE
-
-
-@pytest.fixture
-def single_thread():
-    """One intra-op thread while a test runs: on a shared, oversubscribed machine the
-    default OpenMP pool spins against other processes and tiny steps get 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 SIZE = (48, 64)  # H, W
 # class id -> IDDA id (red channel): Building 1, Car 10, Road 7, Sidewalk 8, Sky 20, Tree 9

@@ -60,7 +60,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
                "format": resolve_format(fmt, data), "split": split,
                "sequences": list(sequences), "images": len(dataset),
                "eval_size": list(cfg_data.eval_size if eval_size is None else eval_size),
-               **cm.summary()}
+               **cm.summary(),
+               "confusion_matrix": cm.mat.cpu().tolist()}  # rows: label, columns: prediction
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     result = {**summary, "table": cm.table(), "out": str(folder)}
     if save_predictions > 0:

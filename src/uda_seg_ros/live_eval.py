@@ -7,7 +7,8 @@
 The evaluator subscribes to the ground truth (`/camera/labels`, mono8 class ids, written
 by `uda-seg-bag write`) and to the node's `segmentation/class_mask` (mono8), pairs the
 two by header stamp (the node copies the input header; the player gives an image and
-its label the same stamp), and accumulates one ConfusionMatrix over the matched frames.
+its label the same stamp), and accumulates one ConfusionMatrix over the matched frames
+(written out with the result, so it can be compared with `uda-seg evaluate`'s).
 A mask must have the label's size: the node's default `output_size: input` resizes the
 mask back to the image size; a mask of another size is counted as `size_mismatch` and
 left out rather than resampled, so the live figure is the one `uda-seg evaluate` gives.
@@ -113,6 +114,7 @@ class LiveEvaluation:
             missed = len(self.labels) + counts["evicted_labels"]
             lat = np.array(self.latencies_ms, dtype=np.float64)
             summary = self.cm.summary()
+            matrix = self.cm.mat.tolist()
         latency = {"count": int(lat.size)}
         if lat.size:
             p50, p90, p99 = np.percentile(lat, [50, 90, 99])
@@ -134,6 +136,7 @@ class LiveEvaluation:
             "duplicate_labels": counts["duplicate_labels"],
             "rejected": counts.get("rejected", 0),
             "e2e_latency_ms": latency,
+            "confusion_matrix": matrix,  # rows: label, columns: mask; as `uda-seg evaluate`
         }
 
     def table(self) -> str:
