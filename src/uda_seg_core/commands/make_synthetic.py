@@ -1,7 +1,11 @@
 """`uda-seg make-synthetic`: write the synthetic two-domain dataset (IDDA + CamVid formats).
 
     uda-seg make-synthetic --out data/synthetic [--seed N] [--size HxW]
-        [--num-source N] [--num-target N]
+        [--num-source N] [--num-target N] [--sim-style carla|randomised]
+
+`--sim-style randomised` draws the sim (IDDA-format) frames with domain randomisation
+(sky, lighting, colour cast, textures, blur, noise, traffic side, camera height): the
+source for adaptation to real CamVid frames (`uda-seg real-study`).
 """
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from uda_seg_core.commands.common import size_type
-from uda_seg_core.data.synthetic import make_synthetic
+from uda_seg_core.data.synthetic import SIM_STYLES, make_synthetic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "200)")
     parser.add_argument("--stats-frames", type=int, default=32,
                         help="frames per domain for the appearance statistics (0 = skip)")
+    parser.add_argument("--sim-style", choices=SIM_STYLES, default="carla",
+                        help="carla: flat CARLA-like shading (default); randomised: domain "
+                             "randomisation of every sim frame's appearance, for sim -> real")
 
 
 def format_stats(name: str, stats: dict) -> str:
@@ -37,7 +44,7 @@ def format_stats(name: str, stats: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     summary = make_synthetic(args.out, args.seed, args.size, args.num_source, args.num_target,
-                             args.stats_frames)
+                             args.stats_frames, args.sim_style)
     fps = summary["frames_per_cpu_second"]
     cam = summary["camvid"]
     print(f"wrote {summary['idda']['frames']} sim frames ({args.size[0]}x{args.size[1]}) to "

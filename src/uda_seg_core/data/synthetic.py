@@ -773,7 +773,7 @@ def finish_real(img, parts, ids, emit, ground, horizon, look, tex: Textures, rng
     h, w = parts.shape
     sky = ids == 0
     sky_gradient(img, sky, horizon, look["zenith"], look["horizon"])
-    amp = REAL_TEXTURE_LUT[parts]
+    amp = REAL_TEXTURE_LUT[parts] * look.get("texture", 1.0)
     fine = tex.window(tex.fine, rng, (h, w)).copy()
     if ground is not None:  # ground texture fixed to the road surface, so it recedes in perspective
         top, s, d = ground
@@ -825,6 +825,40 @@ def real_look(rng, dusk: bool) -> dict:
         "vignette": rng.uniform(0.25, 0.45), "blur": rng.uniform(0.6, 1.0),
         "noise": rng.uniform(6.0, 9.0) if dusk else rng.uniform(2.0, 3.5),
     }
+
+
+SIM_STYLES = ("carla", "randomised")
+
+
+def randomised_look(rng) -> dict:
+    """Domain randomisation of one sim frame's appearance (`--sim-style randomised`): sky,
+    lighting, colour cast, tone curve, texture strength, blur, sensor noise and vignetting
+    drawn far wider than either style, so that a network trained on it cannot rely on any
+    one appearance and has to read the scene's layout and shapes, which real frames share."""
+    sky = str(rng.choice(["overcast", "clear", "sunset", "dusk"], p=[0.45, 0.35, 0.12, 0.08]))
+    zenith, horizon = {"overcast": ((200, 205, 212), (232, 234, 236)),
+                       "clear": ((90, 140, 210), (190, 210, 235)),
+                       "sunset": ((90, 110, 170), (245, 190, 140)),
+                       "dusk": ((70, 80, 110), (150, 140, 140))}[sky]
+    return {
+        "zenith": _jitter(rng, zenith, 30), "horizon": _jitter(rng, horizon, 25),
+        "clouds": rng.uniform(0.0, 20.0),
+        "cast": tuple(rng.uniform(0.8, 1.2, size=3)),
+        "saturation": rng.uniform(0.45, 1.35), "gamma": rng.uniform(0.75, 1.35),
+        "lift": rng.uniform(0, 22), "contrast": rng.uniform(0.65, 1.0),
+        "dusk": sky == "dusk", "dusk_gain": rng.uniform(0.45, 0.7),
+        "vignette": rng.uniform(0.0, 0.5), "blur": rng.uniform(0.3, 1.6),
+        "noise": rng.uniform(0.0, 8.0), "texture": rng.uniform(0.0, 2.5),
+    }
+
+
+def randomise_materials(cv: Canvas, rng, amount: float = 0.35) -> None:
+    """Every material (each facade, car, tree, the road...) gets its own random colour gain
+    and brightness, so that no class keeps one colour across the sim frames."""
+    gains = rng.uniform(1 - amount, 1 + amount, size=(len(cv.rgb), 3))
+    gains *= rng.uniform(0.7, 1.3, size=(len(cv.rgb), 1))
+    cv.rgb = [tuple(min(255.0, c * g) for c, g in zip(rgb, gain))
+              for rgb, gain in zip(cv.rgb, gains)]
 
 
 def camera_lateral(street: Street) -> float:
@@ -889,8 +923,15 @@ def _chunks(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def generate_source(out: Path, seed: int, size, n: int) -> int:
-    """The sim domain: sequences of SOURCE_SEQUENCE_LEN frames, each a town/weather/car."""
+def generate_source(out: Path, seed: int, size, n: int, style: str = "carla") -> int:
+    """The sim domain: sequences of SOURCE_SEQUENCE_LEN frames, each a town/weather/car.
+    `style` carla: CARLA-like flat shading, right-hand traffic; randomised: the same scenes
+    with per-frame domain randomisation (randomised_look, randomise_materials), either
+    traffic side, wider camera heights."""
+    if style not in SIM_STYLES:
+        raise ValueError(f"sim style {style!r} is not one of {', '.join(SIM_STYLES)}")
+    randomised = style == "randomised"
+    textures = Textures(seed + 1000, size) if randomised else None
     root = out / "idda"
     for sub in ("rgb", "labels"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -902,16 +943,21 @@ def generate_source(out: Path, seed: int, size, n: int) -> int:
         weather = str(rng.choice(IDDA_WEATHER, p=[0.6, 0.2, 0.2]))
         car = str(rng.choice(list(IDDA_CARS)))
         spacing = rng.uniform(10, 16)
-        street = make_street(rng, spacing * count + 10, drive_side=1)
+        side = int(rng.choice([-1, 1])) if randomised else 1
+        street = make_street(rng, spacing * count + 10, drive_side=side)
         lateral = camera_lateral(street)
-        cam = make_camera(rng, size, IDDA_CARS[car], lateral, street.curve)
+        height = rng.uniform(1.1, 1.9) if randomised else IDDA_CARS[car]
+        cam = make_camera(rng, size, height, lateral, street.curve)
         shade = {"side": rng.uniform(0.72, 0.85), "front": 1.0}
         for k in range(count):
             frng = np.random.default_rng([seed, 1, seq, k])
-            look = sim_look(frng, weather)
-            cv, _ = render_scene(street, cam, k * spacing, k * spacing / 8.0, size, look["horizon"], shade)
-            img, parts, _ = compose(cv)
-            rgb = finish_sim(img, cv.ids, cam.horizon, look)
+            look = randomised_look(frng) if randomised else sim_look(frng, weather)
+            cv, ground = render_scene(street, cam, k * spacing, k * spacing / 8.0, size, look["horizon"], shade)
+            if randomised:
+                randomise_materials(cv, frng)
+            img, parts, emit = compose(cv)
+            rgb = (finish_real(img, parts, cv.ids, emit, ground, cam.horizon, look, textures, frng)
+                   if randomised else finish_sim(img, cv.ids, cam.horizon, look))
             stem = f"{town}_{weather}_{car}_{seq * 1000 + k * 15:06d}"
             write_idda_frame(root, stem, rgb, parts)
             written += 1
@@ -966,7 +1012,8 @@ def clear_previous_output(out: Path) -> None:
 
 
 def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240, 320),
-                   num_source: int = 200, num_target: int = 200, stats_frames: int = 32) -> dict:
+                   num_source: int = 200, num_target: int = 200, stats_frames: int = 32,
+                   sim_style: str = "carla") -> dict:
     """Write both domains under `out`; returns a summary (frames/s is measured, not stored)."""
     out = Path(out)
     if min(size) < 16:
@@ -977,13 +1024,13 @@ def make_synthetic(out: str | Path, seed: int = 0, size: tuple[int, int] = (240,
     target_size = camvid_size_for(size)
     # CPU time of this process: frames per second of one core, whatever else the machine runs.
     start = time.process_time()
-    n_src = generate_source(out, seed, size, num_source)
+    n_src = generate_source(out, seed, size, num_source, sim_style)
     mid = time.process_time()
     counts = generate_target(out, seed, target_size, num_target, Textures(seed, target_size))
     end = time.process_time()
     summary = {
         "seed": seed,
-        "idda": {"frames": n_src, "size": list(size), "root": "idda"},
+        "idda": {"frames": n_src, "size": list(size), "root": "idda", "style": sim_style},
         "camvid": {"frames": counts, "size": list(target_size), "root": "camvid",
                    "sequences": [s[0] for s in CAMVID_SEQUENCES], "dusk": "0001TP"},
     }
