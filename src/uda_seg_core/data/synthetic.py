@@ -777,8 +777,9 @@ def finish_real(img, parts, ids, emit, ground, horizon, look, tex: Textures, rng
     fine = tex.window(tex.fine, rng, (h, w)).copy()
     if ground is not None:  # ground texture fixed to the road surface, so it recedes in perspective
         top, s, d = ground
-        gi = np.broadcast_to(np.mod(s * 9.0, 512).astype(np.int32), d.shape)
-        gj = np.mod(d * 9.0, 512).astype(np.int32)
+        # `% 512` after the cast: a float mod of a tiny negative number can round up to 512
+        gi = np.broadcast_to(np.mod(s * 9.0, 512).astype(np.int32) % 512, d.shape)
+        gj = np.mod(d * 9.0, 512).astype(np.int32) % 512
         g = tex.ground[gi, gj]
         on_ground = GROUND_LUT[parts[top:]]
         fine[top:][on_ground] = g[on_ground]
