@@ -299,6 +299,9 @@ def run_study(s: RealStudySettings, say: Say = print) -> dict:
         if s.report_only and not (out / run.name / "best.pt").is_file():
             continue
         seconds = 0.0
+        if s.dry_run and run.method.command == "adapt-bn":
+            say(f"{run.name}: uda-seg adapt-bn of {run.method.base}_s{run.seed}/best.pt")
+            continue
         if not s.report_only:
             seconds = (adapt_bn_run(run, s, out, seen, say) if run.method.command == "adapt-bn"
                        else train_run(run, out, say, s.dry_run))
