@@ -6,16 +6,23 @@ colour conversion, and the errors malformed messages give.
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+import textwrap
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from uda_seg_ros.conversions import (
+    DEFAULT_MAX_INPUT_PIXELS,
     ENCODINGS,
     ImageConversionError,
+    check_compressed,
+    check_image,
     compressed_size,
     compressed_to_rgb,
     image_to_numpy,
@@ -164,7 +171,7 @@ def test_corrupt_compressed_images_name_the_problem():
         b"\xff\xd8\xff" + bytes(100): "no valid image size",
         good_png[: len(good_png) // 2]: "cannot decode",
         good_jpeg[: len(good_jpeg) // 2]: "cannot decode",
-        bomb: "declares 50000x40000 pixels",
+        bomb: "declares 50000x40000 = 2000000000 pixels, more than the input budget of 16777216",
     }
     for data, words in cases.items():
         with pytest.raises(ImageConversionError, match=words):
@@ -172,9 +179,248 @@ def test_corrupt_compressed_images_name_the_problem():
 
 
 def test_compressed_grey_png_becomes_rgb():
-    import cv2
-
     grey = sample("mono8", 6, 9)
     _, encoded = cv2.imencode(".png", grey)
     rgb = compressed_to_rgb(compressed(encoded.tobytes(), "png"))
     np.testing.assert_array_equal(rgb, np.dstack([grey] * 3))
+
+
+# -- jpeg / png headers: the declared size, read without decoding -------------------------
+def segment(marker: int, payload: bytes) -> bytes:
+    """A jpeg marker segment: ff <marker>, a 2-byte length that counts itself, the payload."""
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def sof(height: int, width: int, marker: int = 0xC0) -> bytes:
+    """A frame header (8-bit precision, 3 components) declaring height x width."""
+    components = b"".join(bytes([c, 0x11, 0]) for c in (1, 2, 3))
+    return segment(marker, struct.pack(">BHHB", 8, height, width, 3) + components)
+
+
+SOI = b"\xff\xd8"
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    return compressed_size(compressed(data))
+
+
+def exif_orientation(value: int) -> bytes:
+    """An APP1 Exif segment with one tag, Orientation (0x0112) = value."""
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, value, 0)
+    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0)
+    return segment(0xE1, b"Exif\x00\x00" + tiff)
+
+
+def test_jpeg_with_large_icc_exif_and_xmp_segments_decodes():
+    """Issue 14 item 7: a valid JPEG whose SOF follows a 64 KiB APP2 ICC profile (two
+    chunks), two APP1 (EXIF, XMP), a COM and fill bytes must decode to the same pixels as
+    the bare file. Mutants: scanning only the first 64 KiB (the old parser); fill bytes
+    not skipped; the EXIF orientation applied (the 24x32 frame would come out 32x24)."""
+    rgb = (np.indices((24, 32)).sum(0)[..., None] * [3, 5, 7] % 256).astype(np.uint8)
+    bare = bytes(rgb_to_compressed(rgb, "jpeg", quality=95).data)
+    icc = RNG.integers(0, 256, 2 * 65519, dtype=np.uint8).tobytes()  # has ff c0 in it, surely
+    icc_chunks = [segment(0xE2, b"ICC_PROFILE\x00" + bytes([k + 1, 2]) + icc[k * 65519:][:65519])
+                  for k in range(2)]
+    assert len(icc_chunks[0]) == 2 + 0xFFFF  # the largest segment a JPEG can hold
+    xmp = segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + b"<x:xmpmeta/>" * 2000)
+    extra = (exif_orientation(6) + xmp + b"\xff\xff\xff" + icc_chunks[0] + icc_chunks[1]
+             + segment(0xFE, b"a comment"))
+    big = compressed(bare[:2] + extra + bare[2:])
+    assert len(big.data) - len(bare) > 2 * 65536
+    assert compressed_size(big) == (24, 32)
+    assert check_compressed(big) == "jpeg"
+    np.testing.assert_array_equal(compressed_to_rgb(big), compressed_to_rgb(compressed(bare)))
+
+
+@pytest.mark.parametrize(("before", "why"), [
+    (b"", "SOF right after SOI"),
+    (b"\xff\x01\xff\xd0\xff\xd7", "standalone TEM, RST0, RST7 (no length)"),
+    (b"\xff" * 5000, "fill bytes before the marker"),
+    (segment(0xE0, b"\xff\xc0\x00\x11\x08\x00\x10\x00\x10"), "a fake SOF inside an APP0"),
+    (segment(0xEF, b"") + segment(0xFE, b"\xff\xc2"), "empty APP15, COM holding ff c2"),
+    (segment(0xDB, bytes(65)) + segment(0xC4, bytes(29)) + segment(0xDD, b"\x00\x04")
+     + segment(0xCC, b"\x00") + segment(0xDC, b"\x00\x10"), "DQT, DHT, DRI, DAC, DNL"),
+])
+def test_jpeg_header_walk_finds_the_frame_header(before, why):
+    """The walk jumps over each segment by its length and reads height, width at offsets
+    3 and 5 of the SOF payload (258 x 772 = bytes 01 02 / 03 04, so any shifted offset or
+    byte order reads another size); the SOF may end exactly at the end of the data.
+    Mutants: a length that does not count itself (+-1), offsets off by one, standalone
+    markers read as segments with a length, a `>=` end-of-data check."""
+    assert jpeg_size(SOI + before + sof(258, 772)) == (258, 772), why
+
+
+@pytest.mark.parametrize("marker", [0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                                    0xCE, 0xCF])
+def test_every_sof_marker_holds_the_size(marker):
+    """Baseline, extended, progressive, lossless, ... frames all declare the size; DHT
+    (c4), JPG (c8) and DAC (cc) are not frame headers. Mutant: a SOF set that misses one."""
+    assert jpeg_size(SOI + sof(5, 9, marker)) == (5, 9)
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (SOI + segment(0xE0, bytes(4)) + b"\x12", "byte 10 is 0x12"),
+    (SOI + segment(0xE0, bytes(3)), "truncated: the data ends at byte 9"),
+    (SOI + b"\xff\xff", "truncated: the data ends in a marker at byte 2"),
+    (SOI + b"\xff\xe1", "truncated: marker 0xffe1 at byte 2 has no length"),
+    (SOI + b"\xff\xe1\x00", "truncated: marker 0xffe1 at byte 2 has no length"),
+    (SOI + b"\xff\xe2\xff\xff" + bytes(100), "segment 0xffe2 at byte 2 declares 65535 bytes, 102"),
+    (SOI + sof(4, 4)[:-1], "segment 0xffc0 at byte 2 declares 17 bytes, 16 remain"),
+    (SOI + b"\xff\xe0\x00\x01" + sof(4, 4), "0xffe0 at byte 2 has an invalid length 1"),
+    (SOI + b"\xff\xfe\x00\x00" + sof(4, 4), "0xfffe at byte 2 has an invalid length 0"),
+    (SOI + b"\xff\xc0\x00\x07\x08\x00\x04\x00\x04\x01", "0xffc0 at byte 2 has an invalid length 7"),
+    (SOI + b"\xff\xda\x00\x02" + sof(4, 4), "unexpected marker 0xffda at byte 2"),
+    (SOI + b"\xff\xd9", "unexpected marker 0xffd9"),
+    (SOI + b"\xff\xd8" + sof(4, 4), "unexpected marker 0xffd8"),
+    (SOI + b"\xff\xc8\x00\x02" + sof(4, 4), "unexpected marker 0xffc8"),
+    (SOI + b"\xff\x00" + sof(4, 4), "unexpected marker 0xff00"),
+    (SOI + b"\xff\x02\x00\x02" + sof(4, 4), "unexpected marker 0xff02"),
+    (SOI + b"\xff\xbf\x00\x02" + sof(4, 4), "unexpected marker 0xffbf"),
+    (SOI + b"\xff\xf0\x00\x02" + sof(4, 4), "unexpected marker 0xfff0"),
+    (SOI + sof(0, 16), "declares 16x0"),
+    (SOI + sof(16, 0), "declares 0x16"),
+])
+def test_corrupt_jpeg_headers_name_the_problem(data, words):
+    """Every way a header walk can fail gives its own reason, with the byte offset.
+    Mutants: a missing end-of-data check (an IndexError instead), an off-by-one in the
+    offsets or lengths reported, a marker accepted that libjpeg refuses (SOS before a
+    frame, EOI, a second SOI, JPG, 0x00, reserved), a zero size accepted."""
+    with pytest.raises(ImageConversionError) as info:
+        jpeg_size(data)
+    assert "corrupt jpeg CompressedImage (format 'jpeg'" in str(info.value)
+    assert f"{len(data)} bytes): no valid image size in its header" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_jpeg_header_walk_is_bounded():
+    """At most 1024 segments are walked before the frame header: 1023 empty COMs and a SOF
+    pass, 1024 are refused without reading further; fill bytes are skipped in one step
+    and cost no segment. Mutants: no bound (a 100 MB file of tiny segments would cost
+    25 M Python steps), a bound off by one, fill bytes counted as segments."""
+    com = segment(0xFE, b"")
+    assert jpeg_size(SOI + com * 1023 + sof(3, 4)) == (3, 4)
+    assert jpeg_size(SOI + (b"\xff" * 3 + com) * 1023 + sof(3, 4)) == (3, 4)
+    with pytest.raises(ImageConversionError, match="no frame header .SOF. in the first 1024 segm"):
+        jpeg_size(SOI + com * 1024 + sof(3, 4))
+
+
+def png_header(width: int, height: int, length: int = 13, kind: bytes = b"IHDR") -> bytes:
+    payload = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", length) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+def test_png_size_from_ihdr():
+    """Width then height, big-endian, at bytes 16 and 20; 24 bytes are enough (signature,
+    length, type, width, height). Mutants: width and height swapped, offsets shifted, a
+    `<=` length check that refuses a 24-byte header."""
+    assert jpeg_size(png_header(0x01020304, 0x05060708)) == (0x05060708, 0x01020304)
+    assert jpeg_size(png_header(772, 258)[:24]) == (258, 772)
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (png_header(9, 5)[:23], "truncated: 23 bytes, the signature and IHDR need 24"),
+    (png_header(9, 5, length=12), "the first chunk is not a 13-byte IHDR"),
+    (png_header(9, 5, kind=b"IDAT"), "the first chunk is not a 13-byte IHDR"),
+    (png_header(0, 5), "declares 0x5"),
+    (png_header(9, 0), "declares 9x0"),
+])
+def test_corrupt_png_headers_name_the_problem(data, words):
+    """Mutants: a short header read anyway; a chunk other than a 13-byte IHDR trusted;
+    a zero width or height accepted."""
+    with pytest.raises(ImageConversionError) as info:
+        compressed_size(compressed(data, "png"))
+    assert f"corrupt png CompressedImage (format 'png', {len(data)} bytes)" in str(info.value)
+    assert words in str(info.value)
+
+
+# -- the input pixel budget ----------------------------------------------------------------
+def test_default_budget_is_4096_squared_and_applies_to_raw_frames():
+    """A raw frame over 4096x4096 is refused by its header alone, before its data is even
+    looked at (this one has none); one at the budget passes the budget and is refused only
+    for its missing data. Mutants: another default, `>=` for `>`, the budget checked after
+    the data length (the error would then name the truncation)."""
+    assert DEFAULT_MAX_INPUT_PIXELS == 4096 * 4096
+    over = Image(height=4096, width=4097, step=4097, encoding="mono8")
+    with pytest.raises(ImageConversionError) as info:
+        check_image(over)
+    assert ("mono8 image declares 4097x4096 = 16781312 pixels, more than the input budget of "
+            "16777216 pixels") in str(info.value)
+    with pytest.raises(ImageConversionError, match="truncated"):
+        check_image(Image(height=4096, width=4096, step=4096, encoding="mono8"))
+
+
+def test_raw_budget_is_a_keyword():
+    """check_image(msg, max_pixels=n) refuses n + 1 pixels and passes n (a 5x7 frame);
+    image_to_numpy applies no budget (the node checked on arrival with its own).
+    Mutants: max_pixels ignored, an off-by-one comparison, the budget in image_to_numpy."""
+    msg = numpy_to_image(sample("rgb8"), "rgb8")
+    assert check_image(msg, max_pixels=35) == (3, np.dtype(np.uint8))
+    with pytest.raises(ImageConversionError, match="declares 7x5 = 35 pixels, more than the "
+                                                   "input budget of 34 pixels"):
+        check_image(msg, max_pixels=34)
+    big = numpy_to_image(np.zeros((1, DEFAULT_MAX_INPUT_PIXELS + 1), np.uint8), "mono8")
+    assert image_to_numpy(big)[0].shape == (1, DEFAULT_MAX_INPUT_PIXELS + 1)
+
+
+def test_compressed_budget_is_a_keyword():
+    """check_compressed and compressed_to_rgb refuse a 24x32 jpeg / png with a budget of
+    767 pixels and decode it with 768. Mutants: `>=` for `>`, max_pixels not passed on
+    from compressed_to_rgb to the check."""
+    rgb = sample("rgb8", 24, 32)
+    for kind in ("png", "jpeg"):
+        msg = rgb_to_compressed(rgb, kind)
+        assert check_compressed(msg, max_pixels=768) == kind
+        assert compressed_to_rgb(msg, max_pixels=768).shape == (24, 32, 3)
+        for check in (check_compressed, compressed_to_rgb):
+            with pytest.raises(ImageConversionError, match=f"{kind} CompressedImage .format "
+                               f"'rgb8; {kind} compressed bgr8'. declares 32x24 = 768 pixels, "
+                               f"more than the input budget of 767"):
+                check(msg, max_pixels=767)
+
+
+BOMB_SCRIPT = """
+import struct, zlib
+from sensor_msgs.msg import CompressedImage
+from uda_seg_ros.conversions import ImageConversionError, compressed_to_rgb
+
+def chunk(kind, payload):
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+z = zlib.compressobj(9)  # 8000 rows of filter byte 0 + 8000 black RGB pixels, streamed
+idat = b"".join(z.compress(bytes(1 + 3 * 8000)) for _ in range(8000)) + z.flush()
+msg = CompressedImage(format="png")
+msg.data = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 8, 2,
+            0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+def peak_mb():  # this process's peak RSS (ru_maxrss can hold the parent's, from before exec)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+before = peak_mb()
+try:
+    compressed_to_rgb(msg)
+    print("DECODED")
+except ImageConversionError as exc:
+    print("REFUSED", exc)
+refused = peak_mb()
+rgb = compressed_to_rgb(msg, max_pixels=8000 * 8000)
+print("GROWTH", refused - before, peak_mb() - refused, rgb.shape)
+"""
+
+
+def test_png_bomb_is_refused_before_any_pixel_is_allocated(tmp_path):
+    """Issue 14 item 8: a 190 kB PNG declaring 8000x8000 (valid, all black) is refused by
+    the default budget and the process's peak memory does not move; decoding it with the
+    budget raised costs over 150 MB, so the measurement can see an allocation.
+    Mutant: the budget checked after cv2.imdecode (same error, +190 MB)."""
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(BOMB_SCRIPT)], text=True,
+                         capture_output=True, timeout=120, env={"OMP_NUM_THREADS": "1",
+                                                                 "PYTHONPATH": sys.path[0]})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("REFUSED png CompressedImage (format 'png') declares "
+                               "8000x8000 = 64000000 pixels, more than the input budget of "
+                               "16777216"), run.stdout
+    growth_refused, growth_decoded = (float(v) for v in lines[1].split()[1:3])
+    assert growth_refused < 16 and growth_decoded > 150, run.stdout
+    assert lines[1].endswith("(8000, 8000, 3)")
