@@ -23,23 +23,41 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-# encoding -> (channels, numpy dtype of one channel)
+_U8, _U16 = np.dtype(np.uint8), np.dtype(np.uint16)
+# encoding -> (channels, numpy dtype of one channel), as the bytes lie in `data`.
+# yuv422 / uyvy and yuv422_yuy2 / yuyv are 2 bytes a pixel (one pair of pixels shares U, V).
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
-    "rgb8": (3, np.dtype(np.uint8)),
-    "bgr8": (3, np.dtype(np.uint8)),
-    "rgba8": (4, np.dtype(np.uint8)),
-    "bgra8": (4, np.dtype(np.uint8)),
-    "mono8": (1, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)),
+    "rgb8": (3, _U8), "bgr8": (3, _U8), "rgba8": (4, _U8), "bgra8": (4, _U8),
+    "mono8": (1, _U8), "mono16": (1, _U16), "rgb16": (3, _U16), "bgr16": (3, _U16),
+    "bayer_rggb8": (1, _U8), "bayer_bggr8": (1, _U8),
+    "bayer_gbrg8": (1, _U8), "bayer_grbg8": (1, _U8),
+    "yuv422": (2, _U8), "uyvy": (2, _U8), "yuv422_yuy2": (2, _U8), "yuyv": (2, _U8),
 }
 SUPPORTED = ", ".join(ENCODINGS)
 
+# OpenCV names a Bayer pattern after the 2nd and 3rd pixels of its second row, ROS after
+# the top-left 2x2 block: ROS rggb (R G / G B) is OpenCV's BayerBG (checked in the tests
+# with a mosaic of a known colour).
 _TO_RGB = {
     "bgr8": cv2.COLOR_BGR2RGB,
     "rgba8": cv2.COLOR_RGBA2RGB,
     "bgra8": cv2.COLOR_BGRA2RGB,
     "mono8": cv2.COLOR_GRAY2RGB,
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,  # ROS yuv422 is U Y0 V Y1 (its newer name: uyvy)
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,  # Y0 U Y1 V (newer name: yuyv)
+    "yuyv": cv2.COLOR_YUV2RGB_YUY2,
 }
+# 16-bit encodings keep their top 8 bits, then convert as the 8-bit one.
+_EIGHT_BIT = {"mono16": "mono8", "rgb16": "rgb8", "bgr16": "bgr8"}
+_YUV422 = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
+_BAYER = frozenset(e for e in ENCODINGS if e.startswith("bayer_"))
+# OpenCV's demosaicing returns black for an image under 3x3.
+_BAYER_MIN_SIDE = 3
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
 # The input pixel budget: a frame declaring more pixels (raw, or in a jpeg / png header,
@@ -79,6 +97,15 @@ def _check_budget(what: str, height: int, width: int, max_pixels: int) -> None:
         )
 
 
+def _check_layout(encoding: str, width: int) -> None:
+    """Sizes an encoding cannot hold: yuv422 stores pixels in pairs."""
+    if encoding in _YUV422 and width % 2:
+        raise ImageConversionError(
+            f"{encoding} image width={width} is odd: yuv422 stores pixels in pairs (4 bytes "
+            f"for 2 pixels), so the width must be even"
+        )
+
+
 def _check_fields(msg: Image) -> tuple[int, np.dtype]:
     """check_image without the budget: the fields must describe the data."""
     encoding = msg.encoding
@@ -91,6 +118,12 @@ def _check_fields(msg: Image) -> tuple[int, np.dtype]:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
         raise ImageConversionError(f"empty {encoding} image: height={height} width={width}")
+    _check_layout(encoding, width)
+    if encoding in _BAYER and min(height, width) < _BAYER_MIN_SIDE:
+        raise ImageConversionError(
+            f"{encoding} image {width}x{height} is too small to demosaic: at least "
+            f"{_BAYER_MIN_SIDE}x{_BAYER_MIN_SIDE} pixels are needed"
+        )
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
@@ -132,6 +165,7 @@ def image_to_numpy(msg: Image) -> tuple[np.ndarray, str]:
     applied its own on arrival; a view allocates nothing). Row padding (`step` > width *
     bytes per pixel) is dropped by slicing, and 16-bit data whose `is_bigendian` differs
     from this host is byte-swapped into a native copy. Bytes past height*step are ignored.
+    yuv422 comes out as H x W x 2 (the byte pairs OpenCV's YUV422 conversions read).
     """
     channels, dtype = _check_fields(msg)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -151,7 +185,11 @@ def image_to_numpy(msg: Image) -> tuple[np.ndarray, str]:
 
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None, *,
                    step: int | None = None, is_bigendian: bool = _HOST_BIG_ENDIAN) -> Image:
-    """An Image holding `array` as `encoding`; `step` > the packed row adds padding."""
+    """An Image holding `array` as `encoding`; `step` > the packed row adds padding.
+
+    The array has the wire layout: (H, W) for mono and bayer, (H, W, 2) byte pairs for
+    yuv422 (even W), (H, W, C) otherwise.
+    """
     if encoding not in ENCODINGS:
         raise ImageConversionError(f"cannot encode as {encoding!r}; supported: {SUPPORTED}")
     channels, dtype = ENCODINGS[encoding]
@@ -166,6 +204,7 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
             f"W{', ' + str(channels) if channels > 1 else ''}), got {array.dtype} {array.shape}"
         )
     height, width = array.shape[:2]
+    _check_layout(encoding, width)
     row_bytes = width * channels * dtype.itemsize
     step = row_bytes if step is None else int(step)
     if step < row_bytes or step % dtype.itemsize:
@@ -191,12 +230,16 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
 
 
 def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
-    """H x W x 3 uint8 RGB from any supported encoding (mono16 keeps its top 8 bits)."""
+    """H x W x 3 uint8 RGB from any supported encoding, with OpenCV's conversions.
+
+    16-bit encodings (mono16, rgb16, bgr16) keep their top 8 bits; bayer is demosaiced
+    bilinearly; yuv422 uses OpenCV's (BT.601) YUV422 conversion, as cv_bridge does.
+    """
+    if encoding in _EIGHT_BIT:
+        array = (array >> 8).astype(np.uint8)
+        encoding = _EIGHT_BIT[encoding]
     if encoding == "rgb8":
         return array
-    if encoding == "mono16":
-        array = (array >> 8).astype(np.uint8)
-        encoding = "mono8"
     code = _TO_RGB.get(encoding)
     if code is None:
         raise ImageConversionError(f"cannot convert {encoding!r} to rgb8; supported: {SUPPORTED}")
