@@ -278,6 +278,52 @@ def test_numpy_to_image_rejects_arrays_that_do_not_fit():
     assert numpy_to_image(np.zeros((2, 3, 1), np.uint8), "mono8").step == 3
 
 
+@pytest.mark.parametrize(("shape", "dtype", "encoding", "words"), [
+    ((2, 3, 1), np.uint8, "rgb8", "rgb8 needs a uint8 array of shape (H, W, 3), got uint8 (2, 3"),
+    ((2, 3, 2), np.uint8, "mono8", "mono8 needs a uint8 array of shape (H, W), got uint8 (2, 3"),
+    ((2, 3, 4), np.uint8, "rgb8", "got uint8 (2, 3, 4)"),
+    ((2, 3, 3), np.uint8, "rgba8", "got uint8 (2, 3, 3)"),
+    ((2, 3, 3), np.uint8, "rgb16", "rgb16 needs a uint16 array"),
+    ((2, 3), np.uint16, "mono8", "mono8 needs a uint8 array"),
+    ((2, 3, 1, 1), np.uint8, "mono8", "got uint8 (2, 3, 1, 1)"),
+])
+def test_numpy_to_image_names_the_expected_array(shape, dtype, encoding, words):
+    """Only (H, W, 1) squeezes to a single-channel image; any other channel count, ndim or
+    dtype is refused with the shape expected. Mutants: the squeeze applied to colour
+    encodings or to (H, W, 2) (`or` for `and`), the channel-count or dtype check dropped."""
+    with pytest.raises(ImageConversionError) as info:
+        numpy_to_image(np.zeros(shape, dtype), encoding)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(("encoding", "width", "step"), [
+    ("mono8", 3, 2), ("rgb8", 3, 8), ("mono16", 3, 5), ("rgb16", 2, 13), ("rgb16", 2, 10),
+])
+def test_numpy_to_image_refuses_a_step_that_does_not_hold_a_row(encoding, width, step):
+    """A step under the packed row (rgb8 3 wide: 9 bytes; mono16 3 wide: 6) or not a whole
+    number of 16-bit channels is refused; the packed row itself and any larger step are
+    taken. Mutants: `<=` for `<`, `and` for `or`, `step % itemsize` dropped."""
+    channels, dtype = ENCODINGS[encoding]
+    array = np.zeros((2, width, channels)[: 2 if channels == 1 else 3], dtype)
+    row_bytes = width * channels * dtype.itemsize
+    with pytest.raises(ImageConversionError, match=f"step={step} must be >= {row_bytes} and a "
+                                                   f"multiple of {dtype.itemsize} for {encoding}"):
+        numpy_to_image(array, encoding, step=step)
+    for ok in (row_bytes, row_bytes + 2 * dtype.itemsize):
+        msg = numpy_to_image(array, encoding, step=ok)
+        assert msg.step == ok and len(msg.data) == 2 * ok
+
+
+def test_numpy_to_image_defaults():
+    """No header: an empty one (frame_id '', stamp 0); no step: the packed row; the host's
+    byte order by default. Mutants: the header branch inverted (setting None fails), a
+    default step with padding, is_bigendian stored as something other than 0 / 1."""
+    msg = numpy_to_image(np.arange(6, dtype=np.uint16).reshape(2, 3), "mono16")
+    assert msg.header == Header() and msg.step == 6
+    assert msg.is_bigendian == int(sys.byteorder == "big")
+    assert numpy_to_image(np.zeros((1, 1), np.uint16), "mono16", is_bigendian=2).is_bigendian == 1
+
+
 def test_compressed_round_trip_png_exact_jpeg_close():
     rgb = (np.indices((24, 32)).sum(0)[..., None] * [3, 5, 7] % 256).astype(np.uint8)
     png = rgb_to_compressed(rgb, "png")
@@ -289,6 +335,57 @@ def test_compressed_round_trip_png_exact_jpeg_close():
     decoded = compressed_to_rgb(jpeg)
     assert decoded.shape == rgb.shape
     assert np.abs(decoded.astype(int) - rgb).mean() < 8
+
+
+def test_rgb_to_compressed_is_opencv_with_the_image_transport_format():
+    """The bytes are exactly OpenCV's encoding of the BGR image (png lossless, so the
+    colour order shows) at the quality asked (default 90), the format string and the
+    header are image_transport's. Mutants: quality ignored or not the JPEG quality flag,
+    RGB sent as BGR, the wrong extension, the format string or header lost."""
+    rgb = sample("rgb8", 16, 24)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    header = Header(frame_id="cam")
+    for quality in (20, 90, 95):
+        msg = rgb_to_compressed(rgb, "jpeg", header, quality=quality)
+        want = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        assert bytes(msg.data) == want, quality
+        assert msg.format == "rgb8; jpeg compressed bgr8" and msg.header == header
+    assert bytes(rgb_to_compressed(rgb).data) == bytes(rgb_to_compressed(rgb, quality=90).data)
+    assert len(rgb_to_compressed(rgb, quality=20).data) < len(rgb_to_compressed(rgb).data)
+    png = rgb_to_compressed(rgb, "png")
+    assert bytes(png.data) == cv2.imencode(".png", bgr)[1].tobytes() and png.header == Header()
+    np.testing.assert_array_equal(compressed_to_rgb(png), rgb)
+
+
+@pytest.mark.parametrize(("rgb", "kind", "words"), [
+    (np.zeros((4, 4, 3), np.uint8), "bmp", "cannot compress as 'bmp'; supported: jpeg, png"),
+    (np.zeros((4, 4), np.uint8), "png", "png compression needs a uint8 array of shape (H, W, 3), "
+                                        "got uint8 (4, 4)"),
+    (np.zeros((4, 4, 4), np.uint8), "jpeg", "got uint8 (4, 4, 4)"),
+    (np.zeros((4, 4, 3), np.uint16), "png", "got uint16 (4, 4, 3)"),
+])
+def test_rgb_to_compressed_refuses_what_is_not_rgb8(rgb, kind, words):
+    """Mutants: one of the ndim / channel / dtype checks dropped (OpenCV would then encode
+    grey, BGRA or 16-bit PNG under an 'rgb8' format string)."""
+    with pytest.raises(ImageConversionError) as info:
+        rgb_to_compressed(rgb, kind)
+    assert words in str(info.value)
+
+
+def test_opencv_decoder_errors_become_conversion_errors():
+    """With the budget lifted, OpenCV's own limit (2**30 pixels) raises cv2.error in
+    imdecode; it comes out as an ImageConversionError naming the format and OpenCV's
+    reason. Mutant: the except clause narrowed or dropped (a cv2.error escapes)."""
+    bomb = (_PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0,
+                                                            0, 0))
+            + png_chunk(b"IDAT", zlib.compress(bytes(100))) + png_chunk(b"IEND", b""))
+    with pytest.raises(ImageConversionError) as info:
+        compressed_to_rgb(compressed(bomb, "png"), max_pixels=2**40)
+    assert "cannot decode png CompressedImage (format 'png'): " in str(info.value)
+    assert "CV_IO_MAX_IMAGE_PIXELS" in str(info.value)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -309,7 +406,8 @@ def test_corrupt_compressed_images_name_the_problem():
             + png_chunk(b"IDAT", zlib.compress(bytes(4096))) + png_chunk(b"IEND", b""))
     cases = {
         b"": "no data",
-        b"GIF89a" + bytes(40): "neither jpeg nor png",
+        b"GIF89a" + bytes(40): "is neither jpeg nor png: starts with 4749463839610000; supp",
+        b"\xff\xd8": "starts with ffd8;",
         good_png[:8] + bytes(100): "no valid image size",
         b"\xff\xd8\xff" + bytes(100): "no valid image size",
         good_png[: len(good_png) // 2]: "cannot decode",

@@ -224,7 +224,7 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     msg.encoding = encoding
     msg.is_bigendian = int(bool(is_bigendian))
     data = pyarray.array("B")
-    data.frombytes(rows.data if rows.flags.c_contiguous else rows.tobytes())
+    data.frombytes(rows.data)  # contiguous: ascontiguousarray above, or the padded copy
     msg.data = data
     return msg
 
@@ -365,7 +365,7 @@ def compressed_to_rgb(msg: CompressedImage, *,
             f"cannot decode {kind} CompressedImage (format {msg.format!r}): "
             f"{str(exc).strip().splitlines()[-1]}"
         ) from None
-    if bgr is None or bgr.size == 0:
+    if bgr is None:  # imdecode's answer to content it cannot decode
         raise ImageConversionError(
             f"cannot decode CompressedImage (format {msg.format!r}): {len(buffer)} bytes with a "
             f"{kind} signature but corrupt content"
