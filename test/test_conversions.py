@@ -6,11 +6,13 @@ colour conversion, and the errors malformed messages give.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import subprocess
 import sys
 import textwrap
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from uda_seg_ros import conversions
 from uda_seg_ros.conversions import (
     DEFAULT_MAX_INPUT_PIXELS,
     ENCODINGS,
@@ -649,14 +652,18 @@ print("GROWTH", refused - before, peak_mb() - refused, rgb.shape)
 """
 
 
-def test_png_bomb_is_refused_before_any_pixel_is_allocated(tmp_path):
+def test_png_bomb_is_refused_before_any_pixel_is_allocated():
     """Issue 14 item 8: a 190 kB PNG declaring 8000x8000 (valid, all black) is refused by
     the default budget and the process's peak memory does not move; decoding it with the
     budget raised costs over 150 MB, so the measurement can see an allocation.
     Mutant: the budget checked after cv2.imdecode (same error, +190 MB)."""
+    # The child imports the conversions module this test imported (a mutated copy under
+    # mutmut, which also needs its environment variables).
+    src = str(Path(conversions.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(BOMB_SCRIPT)], text=True,
-                         capture_output=True, timeout=120, env={"OMP_NUM_THREADS": "1",
-                                                                 "PYTHONPATH": sys.path[0]})
+                         capture_output=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].startswith("REFUSED png CompressedImage (format 'png') declares "
