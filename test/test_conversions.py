@@ -76,6 +76,19 @@ def test_mono16_byte_order_on_the_wire():
     np.testing.assert_array_equal(image_to_numpy(msg)[0], [[0x0102], [0x0304]])
 
 
+def test_8_bit_images_are_views_on_the_message_data():
+    """8-bit pixels are not copied, padded rows or not (a view on msg.data, as the
+    docstring promises; one copy less per frame); 16-bit ones in the other byte order are.
+    Mutant: `itemsize >= 1` sends 8-bit data through the byte-order copy."""
+    for step in (21, 26):
+        msg = numpy_to_image(sample("rgb8"), "rgb8", step=step)
+        array, _ = image_to_numpy(msg)
+        assert np.shares_memory(array, np.frombuffer(msg.data, np.uint8)), step
+    other = sys.byteorder != "big"
+    msg = numpy_to_image(sample("mono16"), "mono16", is_bigendian=other)
+    assert not np.shares_memory(image_to_numpy(msg)[0], np.frombuffer(msg.data, np.uint8))
+
+
 def test_padding_bytes_and_trailing_data_are_ignored():
     msg = Image(height=2, width=2, step=8, encoding="mono8")
     msg.data = bytes([1, 2, 99, 99, 99, 99, 99, 99, 3, 4, 99, 99, 99, 99, 99, 99, 7, 7])
@@ -289,11 +302,13 @@ def test_numpy_to_image_rejects_arrays_that_do_not_fit():
     ((2, 3, 3), np.uint8, "rgb16", "rgb16 needs a uint16 array"),
     ((2, 3), np.uint16, "mono8", "mono8 needs a uint8 array"),
     ((2, 3, 1, 1), np.uint8, "mono8", "got uint8 (2, 3, 1, 1)"),
+    ((2, 4, 3), np.uint8, "yuv422", "yuv422 needs a uint8 array of shape (H, W, 2), got uint8"),
 ])
 def test_numpy_to_image_names_the_expected_array(shape, dtype, encoding, words):
     """Only (H, W, 1) squeezes to a single-channel image; any other channel count, ndim or
     dtype is refused with the shape expected. Mutants: the squeeze applied to colour
-    encodings or to (H, W, 2) (`or` for `and`), the channel-count or dtype check dropped."""
+    encodings or to (H, W, 2) (`or` for `and`), the channel-count or dtype check dropped,
+    the channel count checked only above 2 (an RGB array sent as yuv422)."""
     with pytest.raises(ImageConversionError) as info:
         numpy_to_image(np.zeros(shape, dtype), encoding)
     assert words in str(info.value)
@@ -494,6 +509,13 @@ def test_jpeg_header_walk_finds_the_frame_header(before, why):
     assert jpeg_size(SOI + before + sof(258, 772)) == (258, 772), why
 
 
+def test_jpeg_frame_header_of_8_bytes_holds_the_size():
+    """8 bytes (length, precision, height, width, component count) are all the size
+    needs; libjpeg refuses a frame with no component when it decodes. Mutant: a minimal
+    length of 9 for the frame header."""
+    assert jpeg_size(SOI + b"\xff\xc0\x00\x08\x08\x01\x02\x03\x04\x00") == (258, 772)
+
+
 @pytest.mark.parametrize("marker", [0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
                                     0xCE, 0xCF])
 def test_every_sof_marker_holds_the_size(marker):
@@ -508,6 +530,8 @@ def test_every_sof_marker_holds_the_size(marker):
     (SOI + b"\xff\xff", "truncated: the data ends in a marker at byte 2"),
     (SOI + b"\xff\xe1", "truncated: marker 0xffe1 at byte 2 has no length"),
     (SOI + b"\xff\xe1\x00", "truncated: marker 0xffe1 at byte 2 has no length"),
+    (SOI + b"\xff\xe1\x00\x10", "segment 0xffe1 at byte 2 declares 16 bytes, 2 remain"),
+    (SOI + b"\xff\xfe\x00\x02", "truncated: the data ends at byte 6, before a frame header"),
     (SOI + b"\xff\xe2\xff\xff" + bytes(100), "segment 0xffe2 at byte 2 declares 65535 bytes, 102"),
     (SOI + sof(4, 4)[:-1], "segment 0xffc0 at byte 2 declares 17 bytes, 16 remain"),
     (SOI + b"\xff\xe0\x00\x01" + sof(4, 4), "0xffe0 at byte 2 has an invalid length 1"),
