@@ -272,7 +272,7 @@ def raw_malformed() -> dict[str, Image]:
         return msg
 
     return {
-        "unknown encoding": bad(encoding="yuv422"),
+        "unknown encoding": bad(encoding="nv12"),
         "empty encoding": bad(encoding=""),
         "float encoding": bad(encoding="32FC1", step=40),
         "step too small": bad(step=good.step - 1),
