@@ -50,7 +50,7 @@ from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import from_dict
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently
-from uda_seg_core.study.stages import StageError, Stages
+from uda_seg_core.stages import StageError, Stages
 from uda_seg_ros.bag import IMAGE_TOPIC, typestore
 from uda_seg_ros.live_eval import merge_node_stats
 
