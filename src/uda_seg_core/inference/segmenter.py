@@ -153,6 +153,10 @@ class TorchBackend:
             model.aux_mode = "pred"
         self.model = model
 
+    def __repr__(self) -> str:
+        return (f"TorchBackend({self.info.source or 'model'}, {self.precision} on {self.device}, "
+                f"threads={self.threads})")
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                         channels_last: bool = False, threads: int = 0) -> TorchBackend:
