@@ -14,7 +14,8 @@ help:
 	@echo "make setup      create .venv (Python 3.11) and install torch 2.14.1 + uda_seg[ros,dev]"
 	@echo "make test       run the test suite (sets up first if needed)"
 	@echo "make lint       ruff (ruff.toml) and the import-linter layer contracts (.importlinter)"
-	@echo "make demo       synthetic data -> train/adapt -> prune -> bag -> ROS 2 node -> live mIoU"
+	@echo "make demo       synthetic data -> train/adapt -> deploy -> bag -> ROS 2 node -> live mIoU"
+	@echo "                (CAMVID=path/to/CamVid: real CamVid frames as the target and the bag)"
 	@echo "make reproduce  the paper's tables and figures at the reduced synthetic profile"
 	@echo "make benchmark  inference speed of every backend and of the alternatives"
 	@echo "make mutants    targeted mutation run (metrics, conversions, adversarial step, resume)"
@@ -36,8 +37,9 @@ lint: setup
 	$(VENV)/bin/ruff check src test benchmarks launch
 	$(VENV)/bin/lint-imports .importlinter
 
+# `make demo CAMVID=path/to/CamVid`: real CamVid frames (either layout) as the target and the bag
 demo: setup
-	$(PY) -m uda_seg_ros.demo
+	$(PY) -m uda_seg_ros.demo $(if $(CAMVID),--camvid "$(CAMVID)")
 
 reproduce: setup
 	$(PY) -m uda_seg_core.cli reproduce --out runs/reproduce

@@ -90,3 +90,25 @@ def test_evaluate_command_names_a_corrupt_checkpoint(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(["evaluate", "--checkpoint", str(bad), "--data", str(tmp_path)]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def test_an_exported_onnx_model_is_evaluated_as_the_checkpoint_it_came_from(trained_model,
+                                                                            tmp_path):
+    """`uda-seg evaluate --checkpoint model.onnx` runs ONNX Runtime at the file's input size
+    (32x48 here, the frames being 48x64) with its normalisation, and scores the same as the
+    checkpoint evaluated at that size. Mutant: the ONNX metadata's input size ignored (the
+    frame's own size used)."""
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(trained_model.checkpoint), "--format", "onnx",
+                 "--size", "32x48", "--out", str(onnx_path)]) == 0
+    results = {}
+    for name, path, extra in (("pt", trained_model.checkpoint, ["--eval-size", "32", "48"]),
+                              ("onnx", onnx_path, [])):
+        out = tmp_path / name
+        assert main(["evaluate", "--checkpoint", str(path), "--data", str(trained_model.camvid),
+                     "--split", "test", "--device", "cpu", "--out", str(out), *extra]) == 0
+        results[name] = json.loads((out / "metrics.json").read_text())
+    assert results["onnx"]["images"] == results["pt"]["images"] == 4
+    assert results["onnx"]["eval_size"] == [32, 48]
+    assert results["pt"]["miou"] > 0.2
+    assert abs(results["onnx"]["miou"] - results["pt"]["miou"]) < 0.01

@@ -205,3 +205,28 @@ def test_export_command(ckpt, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "argmax agreement" in printed and out.is_file()
     assert read_metadata(out)["mode"] == "pred"
+
+
+def test_onnx_runtime_threads_are_stated_and_spinning_is_off_unless_asked(pred_onnx, monkeypatch):
+    """The session's thread count is explicit (threads, else $OMP_NUM_THREADS, else the
+    usable cores) and its worker threads do not spin between runs unless UDA_SEG_ORT_SPIN=1.
+    Mutant: spinning left at ONNX Runtime's default (on); the inter-op pool left spinning;
+    the thread count left to ONNX Runtime (the machine's physical cores)."""
+    from uda_seg_core.inference.timing import available_cores
+
+    def entries(backend):
+        opts = backend.session.get_session_options()
+        return (opts.get_session_config_entry("session.intra_op.allow_spinning"),
+                opts.get_session_config_entry("session.inter_op.allow_spinning"),
+                opts.intra_op_num_threads)
+
+    monkeypatch.delenv("UDA_SEG_ORT_SPIN", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert entries(OnnxRuntimeBackend(pred_onnx, device="cpu")) == ("0", "0", 1)
+    assert entries(OnnxRuntimeBackend(pred_onnx, device="cpu", threads=3)) == ("0", "0", 3)
+    seg = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W), threads=2)
+    assert seg.backend.threads == 2 and not seg.backend.spinning
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert entries(OnnxRuntimeBackend(pred_onnx, device="cpu"))[2] == available_cores()
+    monkeypatch.setenv("UDA_SEG_ORT_SPIN", "1")
+    assert entries(OnnxRuntimeBackend(pred_onnx, device="cpu", threads=1)) == ("1", "1", 1)

@@ -5,6 +5,7 @@ and the command with its fine-tune, on a tiny BiSeNet-R18 at 48x64.
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -211,3 +212,38 @@ def test_missing_source_data_names_the_fix(trained, tmp_path, capsys):
     assert main(["prune-structured", "--checkpoint", str(trained[-1]), "--ratio", "0.3",
                  "--bn-batches", "0",
                  "--out", str(tmp_path / "z.pt"), f"data.source_root={tmp_path / 'nowhere'}"]) == 0
+
+
+def test_target_distillation_needs_no_source_data_and_pulls_the_student_to_the_teacher(
+        trained_model, tmp_path):
+    """The 'target-distill' fine-tune reads only unlabelled target frames (the source root
+    points nowhere) and lowers the KL divergence from the teacher's softmax on them.
+    Mutant: the step built on the source loader; the student's loss not back-propagated
+    (the divergence does not fall)."""
+    from uda_seg_core.checkpoint import checkpoint_config
+    from uda_seg_core.losses import distillation_loss
+    from uda_seg_core.runtime import DistInfo
+    from uda_seg_core.train.batchnorm import reestimate_batchnorm
+    from uda_seg_core.train.finetune import FinetuneError, finetune
+    from uda_seg_core.train.loaders import target_loader
+
+    teacher, ckpt = load_model(trained_model.checkpoint)
+    cfg = checkpoint_config(ckpt)
+    cfg.data.source_root = str(tmp_path / "nowhere")
+    student = copy.deepcopy(teacher)
+    prune_channels(student, 0.5)
+    with pytest.raises(FinetuneError, match="teacher"):
+        finetune(student, cfg, 1, method="target-distill", device="cpu", progress=False)
+    loader = target_loader(cfg, DistInfo())
+    images = torch.cat([loader.next()["image"] for _ in range(2)])
+    reestimate_batchnorm(student, [images])
+
+    def divergence() -> float:
+        with torch.no_grad():
+            return float(distillation_loss(student.eval()(images), teacher.eval()(images)))
+
+    before = divergence()
+    summary = finetune(student, cfg, 8, method="target-distill", device="cpu", lr=3e-4,
+                       teacher=teacher, progress=False)
+    assert summary["method"] == "target-distill" and "distill" in summary["final_losses"]
+    assert divergence() < 0.8 * before

@@ -43,13 +43,14 @@ import numpy as np
 import torch
 import torchvision.models.segmentation as tvseg
 from torch import nn
-from tqdm import tqdm
 
 from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.config import Config, parse_size
 from uda_seg_core.data import detect_format
 from uda_seg_core.evaluate import checkpoint_eval_split
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+from uda_seg_core.inference.segmenter import BackendModule
+from uda_seg_core.inference.timing import available_cores, interleaved, percentile, timed
 from uda_seg_core.metrics import evaluate_model
 from uda_seg_core.models import ClassIds, build_segmentation_model, count_macs, load_model
 from uda_seg_core.optimize.export import (
@@ -105,13 +106,6 @@ def parse_resolutions(text: str) -> list[tuple[int, int]]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -120,48 +114,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                progress: bool = True, gap_s: float = 0.05, budget_s: float = 0.0,
-                min_repeats: int = 3,
-                seed: int = 0) -> dict[str, list[tuple[float, float]]]:
-    """Every round runs every case (still short of its repeats) once, in a fresh random order.
-
-    Random order, not a rotation: a rotation keeps each case behind the same neighbour,
-    and a neighbour's worker threads still spinning after its run (ONNX Runtime's pool,
-    OpenMP) would always slow the same case. `gap_s` of sleep between cases lets those
-    threads go idle. With `budget_s`, a case whose warm-up run took long gets fewer
-    repeats (at least `min_repeats`), so a slow alternative does not stretch the run.
-    """
-    target = dict.fromkeys(runners, repeats)
-    for name, fn in runners.items():
-        for _ in range(warmup):
-            first = timed(fn)[0]
-            time.sleep(gap_s)
-        if warmup and budget_s > 0:
-            target[name] = max(min(repeats, min_repeats),
-                               min(repeats, int(budget_s / max(first, 1e-9))))
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
-    rng = np.random.default_rng(seed)
-    for _ in tqdm(range(repeats), desc="repeats", dynamic_ncols=True, leave=False,
-                  disable=not progress):
-        names = [n for n in runners if len(samples[n]) < target[n]]
-        for i in rng.permutation(len(names)):
-            samples[names[i]].append(timed(runners[names[i]]))
-            time.sleep(gap_s)
-    return samples
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 def measure_gemm_peak(sizes: Sequence[int] = GEMM_SIZES, repeats: int = 3) -> dict:
@@ -174,18 +126,6 @@ def measure_gemm_peak(sizes: Sequence[int] = GEMM_SIZES, repeats: int = 3) -> di
         scan.append({"n": n, "seconds": min(times), "gflops": 2 * n**3 / min(times) / 1e9})
     best = max(scan, key=lambda s: s["gflops"])
     return {"scan": scan, "best_n": best["n"], "peak_gflops": best["gflops"]}
-
-
-class OrtModule(nn.Module):
-    """An ONNX Runtime backend dressed as a module, so evaluate_model can measure it."""
-
-    def __init__(self, backend, num_classes: int):
-        super().__init__()
-        self.backend = backend
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.backend.infer(x.detach().cpu().numpy()))
 
 
 def torch_runner(model: nn.Module) -> Callable[[tuple[int, int]], Callable[[], object]]:
@@ -292,7 +232,7 @@ def runtime_cases(s: BenchmarkSettings, base: Base, workdir: Path, info: dict) -
                             metadata=metadata_from_checkpoint(ckpt, "pred", size))
     ort_fp32 = OnnxRuntimeBackend(onnx_fp32, device="cpu", threads=s.threads)
     ort = Case(f"{name} ONNX Runtime", "onnxruntime", "fp32", ort_runner(ort_fp32), eager.macs,
-               eager.params, base.miou(OrtModule(ort_fp32, num_classes)), key="ort")
+               eager.params, base.miou(BackendModule(ort_fp32, num_classes)), key="ort")
     if s.calibration:
         files = pick_evenly(calibration_images(s.calibration), s.calibration_frames)
         frames = preprocess_frames(files, size, ckpt["mean"], ckpt["std"])
@@ -307,8 +247,8 @@ def runtime_cases(s: BenchmarkSettings, base: Base, workdir: Path, info: dict) -
     info["int8_quantise_seconds"] = time.perf_counter() - started
     ort_int8 = OnnxRuntimeBackend(onnx_int8, device="cpu", threads=s.threads)
     int8 = Case(f"{name} ONNX Runtime INT8", "onnxruntime", "int8", ort_runner(ort_int8),
-                eager.macs, eager.params, base.miou(OrtModule(ort_int8, num_classes)), note=note,
-                key="int8")
+                eager.macs, eager.params, base.miou(BackendModule(ort_int8, num_classes)),
+                note=note, key="int8")
     return [eager, ort, int8]
 
 

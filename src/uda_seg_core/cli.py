@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune-structured": ("uda_seg_core.commands.prune_structured",
                          "channel pruning (+ fine-tune) for real speed-ups"),
     "export": ("uda_seg_core.commands.export", "export a checkpoint to ONNX (fp32 or INT8)"),
+    "deploy": ("uda_seg_core.commands.deploy",
+               "the fastest model (pruned, fp32 / INT8 ONNX) within an mIoU budget"),
     "benchmark": ("uda_seg_core.commands.benchmark",
                   "latency of every backend and of the alternatives"),
     "real-study": ("uda_seg_core.commands.real_study",

@@ -190,6 +190,9 @@ class InferenceConfig:
     backend: str = "auto"  # auto (from the file extension) | torch | onnxruntime
     input_size: list[int] = field(default_factory=lambda: [360, 480])  # H, W fed to the network
     output_size: Literal["input", "network"] = "input"  # input (resize mask back) | network
+    # CPU threads of the runtime (torch.set_num_threads / ONNX Runtime intra_op_num_threads);
+    # 0: ONNX Runtime $OMP_NUM_THREADS else the usable cores, torch what the process has
+    threads: int = 0
 
 
 @dataclass

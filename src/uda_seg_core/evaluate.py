@@ -3,6 +3,8 @@
     summary = evaluate_checkpoint("runs/IDDA2CamVid_bisenet-r18_fcd/best.pt",
                                   "data/synthetic/camvid", split="test", save_predictions=4)
 
+The model may also be an exported `.onnx` file (`uda-seg export`, `uda-seg deploy`'s
+model.onnx): it is run by ONNX Runtime as the node runs it, at its metadata's input size.
 Writes `metrics.json` (pixel accuracy, per-class IoU, the headline mIoU over the 11 named
 classes and the 12-class mIoU) and, with `save_predictions` N, `predictions.png`: N rows of
 image | ground truth | prediction, like the paper's Fig. 5. Output goes to `out`
@@ -21,7 +23,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from uda_seg_core.checkpoint import checkpoint_config, load_checkpoint
+from uda_seg_core.config import DataConfig
 from uda_seg_core.data import eval_split, resolve_format
+from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+from uda_seg_core.inference.segmenter import BackendModule
 from uda_seg_core.labels import IGNORE_INDEX, ids_to_rgb
 from uda_seg_core.metrics import evaluate_model, predict_ids
 from uda_seg_core.models import build_model_from_checkpoint
@@ -37,6 +42,20 @@ def checkpoint_eval_split(ckpt: dict, data: str | Path, split: str, fmt: str = "
                       sequences=sequences, eval_size=eval_size)
 
 
+def model_to_measure(path: str | Path) -> tuple[nn.Module, DataConfig]:
+    """The network of a checkpoint, or an exported .onnx model served by ONNX Runtime (its
+    class ids, as the node gets them), with the data settings it is evaluated with: the
+    checkpoint's (normalisation, eval_size), or the ONNX metadata's normalisation and
+    input size."""
+    if Path(path).suffix.lower() != ".onnx":
+        ckpt = load_checkpoint(path)
+        return build_model_from_checkpoint(ckpt, path), checkpoint_config(ckpt).data
+    backend = OnnxRuntimeBackend(path, device="cpu")
+    data = DataConfig(mean=list(backend.info.mean), std=list(backend.info.std),
+                      eval_size=list(backend.input_size or []))
+    return BackendModule(backend), data
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = "auto",
                         split: str = "test", sequences: Sequence[str] = (),
                         eval_size: Sequence[int] | None = None, limit: int = 0,
@@ -47,9 +66,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
     Returns the summary written to metrics.json, plus 'table' (markdown), 'out' (the
     folder) and 'figure' (the PNG, when drawn)."""
     dev = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint)
-    model = build_model_from_checkpoint(ckpt, checkpoint)
-    cfg_data = checkpoint_config(ckpt).data
+    model, cfg_data = model_to_measure(checkpoint)
+    if isinstance(model, BackendModule):
+        dev = "cpu"
     dataset = eval_split(cfg_data, data, split, fmt, limit=limit, sequences=sequences,
                          eval_size=eval_size)
     model.to(dev)

@@ -1,6 +1,7 @@
-"""`make demo`: the whole system end to end on the embedded synthetic data, no downloads.
+"""`make demo`: the whole system end to end, CPU only, no downloads.
 
-    make demo                                   # = python -m uda_seg_ros.demo
+    make demo                                   # = python -m uda_seg_ros.demo (synthetic data)
+    make demo CAMVID=../shared/data/CamVid-SegNet   # real CamVid frames as the target and the bag
     python -m uda_seg_ros.demo --fresh          # redo every stage, not only the live part
     python -m uda_seg_ros.demo --iters 600 --size 240x320 --out runs/demo_big
 
@@ -8,27 +9,42 @@ Stages (each prints its progress; everything lands under --out, default runs/dem
   1 data        `uda-seg make-synthetic`: the sim (IDDA-format) and real (CamVid-format) pair
   2 source      `uda-seg train`: BiSeNet-R18 on the sim labels only (the 'source only' baseline)
   3 adapt       `uda-seg adapt`: the same plus the fully-convolutional discriminator (FCD)
-  4 prune       post-training pruning of the adapted model: global unstructured L1 (the
-                paper's; zeros only) and structured channel pruning + a short adversarial
-                fine-tune (`uda-seg prune-structured`; smaller, really faster). The node
-                serves the unstructured one (--serve structured for the faster one).
-  5 evaluate    `uda-seg evaluate` of every model on the real-style CamVid test split
-  6 bag         `uda-seg-bag write`: that test split as a rosbag2 (mcap) file, 30 fps stamps
-  7 live paced  segmentation_node + `uda-seg-bag evaluate` + `uda-seg-bag play --pace-on
+  4 prune       the paper's post-training pruning of the adapted model: global unstructured
+                L1 (zeros in dense tensors: no faster)
+  5 deploy      `uda-seg deploy` of the adapted model: structured pruning at --deploy-ratios
+                (+ distillation from the adapted model on unlabelled target frames) and the
+                unpruned model, each as ONNX fp32 and INT8, measured on the target val split
+                and timed; the fastest within --max-loss mIoU points is deploy/model.onnx
+  6 evaluate    `uda-seg evaluate` of every model on the bag's split (the deployed
+                model.onnx through ONNX Runtime, as the node runs it)
+  7 bag         `uda-seg-bag write`: that split as a rosbag2 (mcap) file, 30 fps stamps
+  8 live paced  segmentation_node on the served model (model.onnx unless --serve) +
+                `uda-seg-bag evaluate` + `uda-seg-bag play --pace-on
                 segmentation/class_mask`: the player sends the next frame when the node's
                 mask for the previous one arrived, so every frame is processed whatever the
-                machine's speed, and the live mIoU must equal stage 5's figure for the
-                served model (the node runs at the frames' own size, so neither side
-                resamples; differences can only come from float rounding).
-  8 live 30 fps the same bag at its recorded rate into a node with camera QoS (best
+                machine's speed, and the live mIoU must equal stage 6's figure for the
+                served model (the node runs at the size stage 6 evaluates at; differences
+                can only come from float rounding).
+  9 live 30 fps the same bag at its recorded rate into a node with camera QoS (best
                 effort, newest frame only): the frames it cannot keep up with are dropped
-                and counted; the live mIoU is over the frames it did process.
-Then one table: offline mIoU source only vs adapted vs pruned, live mIoU, node latency
-p50/p99, fps and frames dropped; also written to summary.json and summary.md.
+                and counted; the live mIoU is over the frames it did process. Also, unless
+                --no-compare, the same for the paper's adapted + unstructured-pruned eager
+                model, for contrast.
+Then one table: offline mIoU of every model, live mIoU, node latency p50/p99, fps and
+frames dropped; also written to summary.json and summary.md.
 
-Stages 1-6 are reused on a rerun when their settings did not change (--fresh redoes
+With --camvid PATH (a CamVid folder, colour or SegNet layout; `make demo CAMVID=PATH`) the
+target domain is those real frames: adaptation, deploy (calibration, fine-tune, val) and
+the bag use them (the bag's split: --camvid-split, default test when the folder has one,
+else val); the source stays the simulator. The network then runs at --size (frames are
+resized for evaluation, deploy and the node; labels and masks keep the frames' size).
+The folder is read in place, never copied.
+
+Stages 1-7 are reused on a rerun when their settings did not change (--fresh redoes
 them); the live stages always run. Seeded: the same settings give the same data and
 the same training on the same machine. Numbers on synthetic data are not CamVid numbers.
+Children get OMP_WAIT_POLICY=PASSIVE unless the environment sets it (README, "Threads and
+spinning": libgomp's spinning default made torch 3-4x slower on a busy machine).
 """
 from __future__ import annotations
 
@@ -48,14 +64,16 @@ from rosbags.rosbag2 import Reader
 
 from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import from_dict
+from uda_seg_core.data import DatasetFormatError, build_dataset, has_split, resolve_format
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently
-from uda_seg_core.study.stages import StageError, Stages
+from uda_seg_core.stages import StageError, Stages
 from uda_seg_ros.bag import IMAGE_TOPIC, typestore
 from uda_seg_ros.live_eval import merge_node_stats
 
 MASK_TOPIC = "segmentation/class_mask"
-STAGE_COUNT = 8
+STAGE_COUNT = 9
+DEPLOYED = "deployed (uda-seg deploy)"
 
 
 @dataclass
@@ -69,15 +87,21 @@ class DemoSettings:
     adapt_iters: int = 300  # adaptation iterations (one source + one target batch each)
     batch_size: int = 4
     unstructured: float = 0.3  # global L1 sparsity of the post-training unstructured pruning
-    structured: float = 0.2  # fraction of channels removed (0.3 cost ~6 mIoU points here)
-    finetune_iters: int = 60
-    # Which pruned model the node serves. 'unstructured' is the paper's adapted + optimised
-    # model and kept the adaptation gain here; 'structured' is smaller and really faster but
-    # lost most of the gain after the short fine-tune (see the demo table).
-    serve: str = "unstructured"
+    deploy_ratios: str = "0.2,0.4"  # channel-pruning ratios `uda-seg deploy` tries
+    finetune_iters: int = 60  # distillation iterations after each cut, in deploy
+    max_loss: float = 1.0  # mIoU points the deployed model may lose against the adapted one
+    calibration_frames: int = 16
+    bn_batches: int = 25  # target batches deploy re-estimates BatchNorm on after each cut
+    deploy_repeats: int = 20  # deploy's timed runs per candidate
+    # What the node serves: 'deployed' (deploy/model.onnx, the fastest within the budget) or
+    # 'unstructured' (the paper's adapted + optimised model: eager PyTorch, no faster).
+    serve: str = "deployed"
+    compare: bool = True  # also run the 30 fps bag through the paper's model, for contrast
     fps: float = 30.0
     realtime: bool = True
     threads: int = 0  # torch/OpenMP threads per child process; 0 = auto (see choose_threads)
+    camvid: str = ""  # a real CamVid folder as the target and the bag ('' = synthetic)
+    camvid_split: str = ""  # the bag's split of --camvid ('' = test if present, else val)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -147,17 +171,45 @@ def choose_threads(requested: int) -> int:
 
 def training_overrides(s: DemoSettings, out: Path, run_name: str, iters: int) -> list[str]:
     h, w = s.hw
+    target = target_root(s, out)
     values = {
         "model.backbone": "resnet18", "model.pretrained": "''",  # random init: nothing to download
         "data.source_format": "idda", "data.source_root": str(out / "data" / "idda"),
-        "data.target_format": "camvid", "data.target_root": str(out / "data" / "camvid"),
+        "data.target_format": "auto" if s.camvid else "camvid", "data.target_root": str(target),
         "data.crop_size": f"[{h},{w}]", "data.num_workers": 0,
         "train.batch_size": s.batch_size, "train.max_iters": iters, "train.seed": s.seed,
         "train.device": "cpu", "train.val_every": max(1, iters // 3),
         "train.checkpoint_every": iters, "train.out_dir": str(out / "runs"),
         "train.run_name": run_name, "inference.input_size": f"[{h},{w}]",
     }
+    if s.camvid:  # real frames are resized to the network size, as the sim frames are made
+        values["data.eval_size"] = f"[{h},{w}]"
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def target_root(s: DemoSettings, out: Path) -> Path:
+    """The target domain's CamVid-format folder: --camvid (read in place), else the
+    synthetic real-style frames."""
+    return Path(s.camvid).resolve() if s.camvid else out / "data" / "camvid"
+
+
+def check_camvid(s: DemoSettings) -> str:
+    """Before any work: --camvid must be a CamVid folder (either layout) with the labelled val
+    split training selects on and deploy measures on, and the bag's split; returns that split."""
+    root = Path(s.camvid)
+    try:
+        fmt = resolve_format("auto", root)
+    except DatasetFormatError as exc:
+        raise DemoError(f"--camvid: {exc}") from None
+    if fmt not in ("camvid", "camvid_segnet"):
+        raise DemoError(f"--camvid {root}: looks like '{fmt}', not a CamVid folder")
+    split = s.camvid_split or ("test" if has_split(fmt, root, "test") else "val")
+    for needed, why in (("train", "the unlabelled target frames"),
+                        ("val", "model selection and deploy's measurements"),
+                        (split, "the bag and the live evaluation")):
+        if not has_split(fmt, root, needed):
+            raise DemoError(f"--camvid {root}: no labelled '{needed}' split ({why} need it)")
+    return split
 
 
 def prune_unstructured(checkpoint: Path, out: Path, amount: float) -> dict:
@@ -170,11 +222,12 @@ def prune_unstructured(checkpoint: Path, out: Path, amount: float) -> dict:
     return report
 
 
-def evaluate_offline(checkpoint: Path, data: Path, out: Path) -> dict:
+def evaluate_offline(checkpoint: Path, data: Path, split: str, out: Path,
+                     eval_size: tuple[int, int] | None = None) -> dict:
+    size = ["--eval-size", str(eval_size[0]), str(eval_size[1])] if eval_size else []
     run_step(cli("evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--split",
-                 "test",
-                 "--device", "cpu", "--out", str(out)), f"uda-seg evaluate {checkpoint}",
-             log=out.with_suffix(".log"))
+                 split, *size, "--device", "cpu", "--out", str(out)),
+             f"uda-seg evaluate {checkpoint}", log=out.with_suffix(".log"))
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -234,9 +287,10 @@ def bag_frame_size(bag: Path) -> tuple[int, int]:
 
 
 def live_run(name: str, model: Path, bag: Path, frames: int, out: Path, env: dict,
-             paced: bool) -> dict:
-    """Node + evaluator + player; returns the evaluator's result with the node's stats."""
-    h, w = bag_frame_size(bag)
+             paced: bool, size: tuple[int, int] | None = None) -> dict:
+    """Node + evaluator + player; returns the evaluator's result with the node's stats. The
+    node runs at `size` (H, W; default: the bag's frame size, so nothing is resampled)."""
+    h, w = size or bag_frame_size(bag)
     live = out / "live"
     live.mkdir(parents=True, exist_ok=True)
     stats, result_path = live / f"{name}_node_stats.json", live / f"{name}.json"
@@ -337,13 +391,29 @@ class DemoRun:
     progress: Progress
     stages: Stages
     checkpoints: dict[str, Path]
+    split: str = "test"  # the target split evaluated offline and written to the bag
 
     @property
     def data(self) -> Path:
         return self.out / "data"
 
+    @property
+    def target(self) -> Path:
+        return target_root(self.s, self.out)
+
     def stage(self, name: str, params: dict, outputs: list[Path], action) -> bool:
         return self.stages.run(name, params, outputs, action, say=say)
+
+    def network_size(self) -> tuple[int, int]:
+        """(H, W) the models run at: --size for real CamVid frames (resized), else the
+        synthetic frames' own size (nothing resampled)."""
+        if self.s.camvid:
+            return self.s.hw
+        image = build_dataset("camvid", self.target, self.split, with_labels=False)[0]["image"]
+        return int(image.shape[0]), int(image.shape[1])
+
+    def eval_size(self) -> tuple[int, int] | None:
+        return self.s.hw if self.s.camvid else None
 
 
 def data_and_training(d: DemoRun) -> None:
@@ -361,66 +431,86 @@ def data_and_training(d: DemoRun) -> None:
     runs = out / "runs"
     d.checkpoints.update({"source only": runs / "source_only" / "best.pt",
                           "adapted (FCD)": runs / "adapted_fcd" / "best.pt"})
+    target = f"target {d.target}" if s.camvid else "synthetic target"
     t = d.progress.stage(2, "source", f"BiSeNet-R18 on sim labels only, {s.iters} iterations")
-    params = {"iters": s.iters, "batch": s.batch_size, "seed": s.seed}
+    params = {"iters": s.iters, "batch": s.batch_size, "seed": s.seed, "target": str(d.target)}
     d.stage("source", params, [d.checkpoints["source only"]], lambda: run_step(
         cli("train", "--overwrite", *training_overrides(s, out, "source_only", s.iters)),
         "uda-seg train"))
     d.progress.done("source", t)
-    t = d.progress.stage(3, "adapt", f"adversarial adaptation with FCD, {s.adapt_iters} iterations")
-    params = {"iters": s.adapt_iters, "batch": s.batch_size, "seed": s.seed}
+    t = d.progress.stage(3, "adapt", f"adversarial adaptation with FCD, {s.adapt_iters} "
+                         f"iterations, {target}")
+    params = {"iters": s.adapt_iters, "batch": s.batch_size, "seed": s.seed,
+              "target": str(d.target)}
     d.stage("adapt", params, [d.checkpoints["adapted (FCD)"]], lambda: run_step(
         cli("adapt", "--overwrite", *training_overrides(s, out, "adapted_fcd", s.adapt_iters),
             "adapt.discriminator=fcd"), "uda-seg adapt"))
     d.progress.done("adapt", t)
 
 
-def pruning(d: DemoRun) -> tuple[str, str]:
-    """Stage 4: unstructured and structured pruning of the adapted model; returns the names
-    of the two pruned models."""
+def pruning(d: DemoRun) -> str:
+    """Stage 4: the paper's unstructured pruning of the adapted model; returns its name."""
     s = d.s
-    t = d.progress.stage(4, "prune", f"global unstructured {s.unstructured:.0%} and structured "
-                         f"{s.structured:.0%} channels + {s.finetune_iters}-iteration fine-tune")
+    t = d.progress.stage(4, "prune", f"global unstructured {s.unstructured:.0%} of the adapted "
+                         f"model's weights (the paper's; zeros, no faster)")
     pruned, adapted = d.out / "pruned", d.checkpoints["adapted (FCD)"]
     unstructured = f"adapted + unstructured {s.unstructured:.0%}"
-    structured = f"adapted + structured {s.structured:.0%}"
     d.checkpoints[unstructured] = pruned / "adapted_unstructured.pt"
-    d.checkpoints[structured] = pruned / "adapted_structured.pt"
 
     def prune() -> None:
         pruned.mkdir(parents=True, exist_ok=True)
         report = prune_unstructured(adapted, d.checkpoints[unstructured], s.unstructured)
         say(f"    global unstructured: {report['zeros']:,} of {report['numel']:,} weights are "
             f"zero ({report['sparsity']:.1%})")
-        argv = cli("prune-structured", "--checkpoint", str(adapted),
-                   "--ratio", str(s.structured), "--finetune-iters", str(s.finetune_iters),
-                   # best.pt holds no discriminator: a fresh FCD keeps the fine-tune adversarial
-                   # (a supervised one would pull the model back towards the source domain).
-                   "--finetune-method", "adversarial",
-                   "--device", "cpu", "--out", str(d.checkpoints[structured]))
-        run_step(argv, "uda-seg prune-structured")
 
-    params = {"unstructured": s.unstructured, "structured": s.structured,
-              "finetune_iters": s.finetune_iters}
-    d.stage("prune", params, [d.checkpoints[unstructured], d.checkpoints[structured]], prune)
+    d.stage("prune", {"unstructured": s.unstructured}, [d.checkpoints[unstructured]], prune)
     d.progress.done("prune", t)
-    return unstructured, structured
+    return unstructured
+
+
+def deploy_stage(d: DemoRun) -> dict:
+    """Stage 5: `uda-seg deploy` of the adapted model; returns deploy.json's document."""
+    s = d.s
+    h, w = d.network_size()
+    t = d.progress.stage(5, "deploy", f"structured pruning {s.deploy_ratios} + fp32/INT8 ONNX, "
+                         f"the fastest within {s.max_loss:g} mIoU points, at {h}x{w}")
+    folder = d.out / "deploy"
+    d.checkpoints[DEPLOYED] = folder / "model.onnx"
+    argv = cli("deploy", "--checkpoint", str(d.checkpoints["adapted (FCD)"]), "--data",
+               str(d.target), "--out", str(folder), "--input-size", f"{h}x{w}", "--ratios",
+               s.deploy_ratios, "--finetune-iters", str(s.finetune_iters), "--calibration-frames",
+               str(s.calibration_frames), "--max-loss", str(s.max_loss), "--bn-batches",
+               str(s.bn_batches), "--repeats", str(s.deploy_repeats), "--device", "cpu")
+    params = {"ratios": s.deploy_ratios, "finetune_iters": s.finetune_iters,
+              "max_loss": s.max_loss, "calibration_frames": s.calibration_frames,
+              "bn_batches": s.bn_batches, "repeats": s.deploy_repeats,
+              "size": [h, w], "target": str(d.target)}
+    d.stage("deploy", params, [folder / "model.onnx", folder / "deploy.json"],
+            lambda: run_step(argv, "uda-seg deploy", log=folder.with_suffix(".log")))
+    doc = json.loads((folder / "deploy.json").read_text())
+    chosen = next(c for c in doc["candidates"] if c["chosen"])
+    d.progress.done("deploy", t, f"served {chosen['id']}: p50 {chosen['p50_ms']:.1f} ms vs "
+                    f"{doc['reference']['p50_ms']:.1f} ms eager, {chosen['loss_points']:.2f} "
+                    f"points below the adapted model on val")
+    return doc
 
 
 def offline_evaluation(d: DemoRun) -> dict[str, dict]:
-    """Stage 5: `uda-seg evaluate` of every model on the CamVid-style test split."""
-    t = d.progress.stage(5, "evaluate",
-                         "offline mIoU of every model on the CamVid-style test split")
+    """Stage 6: `uda-seg evaluate` of every model on the bag's split."""
+    t = d.progress.stage(6, "evaluate", f"offline mIoU of every model on the target "
+                         f"{d.split} split")
     eval_dir = d.out / "eval"
 
     def evaluate_all() -> None:
         eval_dir.mkdir(parents=True, exist_ok=True)
         for i, (name, ckpt) in enumerate(d.checkpoints.items()):
-            metrics = evaluate_offline(ckpt, d.data / "camvid", eval_dir / f"model{i}")
+            metrics = evaluate_offline(ckpt, d.target, d.split, eval_dir / f"model{i}",
+                                       d.eval_size() if ckpt.suffix != ".onnx" else None)
             say(f"    {name}: mIoU {_pct(metrics['miou'])}, pixel accuracy "
                 f"{_pct(metrics['accuracy'])}")
 
-    d.stage("evaluate", {"models": list(d.checkpoints)},
+    d.stage("evaluate", {"models": list(d.checkpoints), "split": d.split,
+                         "target": str(d.target)},
             [eval_dir / f"model{i}" / "metrics.json" for i in range(len(d.checkpoints))],
             evaluate_all)
     offline = {name: json.loads((eval_dir / f"model{i}" / "metrics.json").read_text())
@@ -430,60 +520,80 @@ def offline_evaluation(d: DemoRun) -> dict[str, dict]:
 
 
 def write_bag(d: DemoRun, frames: int) -> Path:
-    """Stage 6: the test split as a rosbag2 (mcap) file."""
+    """Stage 7: the evaluated split as a rosbag2 (mcap) file."""
     s = d.s
-    t = d.progress.stage(6, "bag",
-                         f"CamVid-style test split -> rosbag2 (mcap), {s.fps:g} fps stamps")
-    bag = d.out / "camvid_test_bag"
-    d.stage("bag", {"fps": s.fps}, [bag / "metadata.yaml"], lambda: run_step(
-        bag_cli("write", "--camvid", str(d.data / "camvid"), "--split", "test", "--out", str(bag),
-                "--fps", str(s.fps), "--overwrite"), "uda-seg-bag write"))
+    t = d.progress.stage(7, "bag", f"target {d.split} split -> rosbag2 (mcap), {s.fps:g} fps "
+                         f"stamps")
+    bag = d.out / f"target_{d.split}_bag"
+    d.stage("bag", {"fps": s.fps, "split": d.split, "target": str(d.target)},
+            [bag / "metadata.yaml"], lambda: run_step(
+                bag_cli("write", "--camvid", str(d.target), "--split", d.split, "--out",
+                        str(bag), "--fps", str(s.fps), "--overwrite"), "uda-seg-bag write"))
     d.progress.done("bag", t, f"{frames} frames")
     return bag
 
 
-def live(d: DemoRun, served: str, bag: Path, frames: int) -> dict[str, dict]:
-    """Stages 7-8: the node on the served model, paced, then at the bag's own rate."""
+def live(d: DemoRun, served: str, compare: str, bag: Path, frames: int) -> dict[str, dict]:
+    """Stages 8-9: the node on the served model, paced, then at the bag's own rate (and the
+    paper's model at the bag's rate, for contrast)."""
     s, out = d.s, d.out
     domain, _lock = claim_domain_id()
     env = ros_environment(domain)
+    size = d.network_size()
     results: dict[str, dict] = {}
-    t = d.progress.stage(7, "live paced",
+    t = d.progress.stage(8, "live paced",
                          f"node on '{served}', every frame (ROS_DOMAIN_ID={domain})")
-    results["paced, every frame"] = live_run("paced", d.checkpoints[served], bag, frames, out, env,
-                                             paced=True)
+    results[f"{served}, paced"] = live_run("paced", d.checkpoints[served], bag, frames, out,
+                                           env, paced=True, size=size)
     d.progress.done("live paced", t)
     if s.realtime:
-        t = d.progress.stage(8, "live 30 fps", f"the bag at its recorded {s.fps:g} fps, camera QoS")
-        results[f"real time, {s.fps:g} fps"] = live_run("realtime", d.checkpoints[served], bag,
-                                                        frames, out, env, paced=False)
+        t = d.progress.stage(9, "live 30 fps", f"the bag at its recorded {s.fps:g} fps, camera QoS")
+        runs = [("realtime", served)] + ([("realtime_compare", compare)] if s.compare else [])
+        for name, model in runs:
+            results[f"{model}, {s.fps:g} fps"] = live_run(name, d.checkpoints[model], bag,
+                                                          frames, out, env, paced=False,
+                                                          size=size)
         d.progress.done("live 30 fps", t)
     return results
 
 
-def write_summary(d: DemoRun, offline: dict, results: dict, served: str, bag: Path) -> dict:
+def write_summary(d: DemoRun, offline: dict, results: dict, served: str, bag: Path,
+                  deployed: dict) -> dict:
     """The table and its notes on stdout, in summary.md and (with the numbers) summary.json."""
     frames = offline[served]["images"]
     table = summary_table(offline, results, served)
-    paced = results["paced, every frame"]
+    paced = results[f"{served}, paced"]
     gap = None
     if paced.get("miou") is not None and offline[served].get("miou") is not None:
         gap = 100 * abs(paced["miou"] - offline[served]["miou"])
     total = time.monotonic() - d.progress.start
     gap_text = "n/a" if gap is None else f"{gap:.2f}"
     fh, fw = bag_frame_size(bag)
+    nh, nw = d.network_size()
+    chosen = next(c for c in deployed["candidates"] if c["chosen"])
+    where = (f"real CamVid frames of {d.target}" if d.s.camvid
+             else "synthetic CamVid-style test frames; not CamVid numbers")
     notes = [
-        (f"mIoU over the 11 named classes in %, on {frames} synthetic CamVid-style test frames "
-         f"({fh}x{fw}); not CamVid numbers."),
+        (f"mIoU over the 11 named classes in %, on {frames} {d.split} frames ({fh}x{fw}, "
+         f"networks at {nh}x{nw}): {where}."),
+        (f"deployed: {chosen['id']} (ratio {chosen['ratio']:g}, {chosen['precision']}), "
+         f"{chosen['loss_points']:.2f} points below the adapted model on the "
+         f"{deployed['data']['split']} split, p50 {chosen['p50_ms']:.1f} ms vs "
+         f"{deployed['reference']['p50_ms']:.1f} ms eager in deploy's timing "
+         f"(deploy/deploy.md has every candidate)."),
         (f"live paced vs offline for the served model: {gap_text} points apart "
          f"({paced['frames_missed']} frames missed)."),
         ("node latency = image received -> mask published inside the node; end-to-end = header "
          "stamp (set by the player at publish) -> mask published."),
         f"wall time {total / 60:.1f} min; stage seconds: {json.dumps(d.progress.times)}",
     ]
+    if d.s.camvid and d.split == deployed["data"]["split"]:
+        notes.insert(2, f"the {d.split} split both chose the deployed model and measures it "
+                        f"here (the folder has no other labelled split).")
     text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
     say("\n" + text)
     summary = {"settings": asdict(d.s), "offline": offline, "live": results, "served": served,
+               "deploy": {"chosen": chosen, "reference": deployed["reference"]},
                "paced_vs_offline_points": gap, "stage_seconds": d.progress.times,
                "wall_seconds": round(total, 1)}
     (d.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -493,22 +603,27 @@ def write_summary(d: DemoRun, offline: dict, results: dict, served: str, bag: Pa
 
 
 def run_demo(s: DemoSettings, fresh: bool = False) -> dict:
-    # Absolute: checkpoints remember their data roots, and prune-structured's fine-tune reads them.
+    split = check_camvid(s) if s.camvid else "test"  # a bad --camvid fails before any work
+    # Absolute: checkpoints remember their data roots, and deploy's fine-tune reads them.
     out = Path(s.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    d = DemoRun(s, out, Progress(), Stages(out, fresh), {})
+    d = DemoRun(s, out, Progress(), Stages(out, fresh), {}, split)
     threads = choose_threads(s.threads)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by every child
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any child imports torch
     say(f"uda_seg demo -> {out}  (settings: {json.dumps(asdict(s))}; "
         f"threads per process: {threads or 'all cores'})")
     data_and_training(d)
-    unstructured, structured = pruning(d)
+    unstructured = pruning(d)
+    deployed = deploy_stage(d)
     offline = offline_evaluation(d)
     frames = offline[unstructured]["images"]
     bag = write_bag(d, frames)
-    served = unstructured if s.serve == "unstructured" else structured
-    return write_summary(d, offline, live(d, served, bag, frames), served, bag)
+    served = DEPLOYED if s.serve == "deployed" else unstructured
+    compare = unstructured if served == DEPLOYED else DEPLOYED
+    return write_summary(d, offline, live(d, served, compare, bag, frames), served, bag,
+                         deployed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,11 +641,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--unstructured", type=float, default=d.unstructured,
                    help="global unstructured sparsity (default: %(default)s)")
-    p.add_argument("--structured", type=float, default=d.structured,
-                   help="fraction of channels removed (default: %(default)s)")
-    p.add_argument("--finetune-iters", type=int, default=d.finetune_iters)
-    p.add_argument("--serve", choices=["unstructured", "structured"], default=d.serve,
-                   help="pruned model the node serves (default: %(default)s)")
+    p.add_argument("--deploy-ratios", default=d.deploy_ratios,
+                   help="channel-pruning ratios uda-seg deploy tries (default: %(default)s)")
+    p.add_argument("--finetune-iters", type=int, default=d.finetune_iters,
+                   help="deploy's distillation iterations after each cut (default: %(default)s)")
+    p.add_argument("--max-loss", type=float, default=d.max_loss,
+                   help="mIoU points the deployed model may lose (default: %(default)s)")
+    p.add_argument("--calibration-frames", type=int, default=d.calibration_frames)
+    p.add_argument("--bn-batches", type=int, default=d.bn_batches,
+                   help="deploy's BatchNorm re-estimation batches (default: %(default)s)")
+    p.add_argument("--deploy-repeats", type=int, default=d.deploy_repeats,
+                   help="deploy's timed runs per candidate (default: %(default)s)")
+    p.add_argument("--serve", choices=["deployed", "unstructured"], default=d.serve,
+                   help="model the node serves (default: %(default)s)")
+    p.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the 30 fps run of the model that is not served")
+    p.add_argument("--camvid", default=d.camvid, metavar="PATH",
+                   help="a real CamVid folder (either layout) as the target domain and the bag "
+                   "(default: the synthetic real-style frames); `make demo CAMVID=PATH`")
+    p.add_argument("--camvid-split", default=d.camvid_split,
+                   help="the bag's split of --camvid (default: test if present, else val)")
     p.add_argument("--fps", type=float, default=d.fps, help="frame rate of the bag's stamps")
     p.add_argument("--no-realtime", dest="realtime", action="store_false",
                    help="skip stage 8 (the recorded-rate run)")

@@ -23,11 +23,13 @@ import numpy as np
 
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
 from uda_seg_core.inference.segmenter import ModelInfo, SegmenterError, register_backend
+from uda_seg_core.inference.timing import available_cores
 from uda_seg_core.labels import CLASS_NAMES, PALETTE
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".onnx",)
+SPIN_ENV = "UDA_SEG_ORT_SPIN"  # "1": let ONNX Runtime's worker threads spin between runs
 
 
 class OnnxBackendError(SegmenterError):
@@ -69,6 +71,44 @@ def choose_providers(device: str = "cpu", tensorrt: bool = False) -> list:
     return chosen
 
 
+def resolve_threads(threads: int = 0) -> int:
+    """The intra-op thread count: `threads` when > 0, else $OMP_NUM_THREADS when set (one
+    knob for torch and ONNX Runtime in a process), else every core this process may use
+    (its affinity mask; ONNX Runtime's own default counts the machine's physical cores)."""
+    if threads and int(threads) > 0:
+        return int(threads)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return available_cores()
+
+
+def spinning_enabled() -> bool:
+    """Whether ONNX Runtime's worker threads may spin: off unless UDA_SEG_ORT_SPIN=1."""
+    return os.environ.get(SPIN_ENV, "0").strip() == "1"
+
+
+def session_options(threads: int, spinning: bool = False):
+    """SessionOptions with the thread counts stated and spinning off by default.
+
+    With spinning on, the intra-op pool keeps its cores busy for a while after every run:
+    alone that saves little, but a second session (another camera, another perception
+    process, a benchmark's reference) or the node's own threads then wait for cores that
+    spin for nothing (README, "Fast inference": measured ratios).
+    """
+    import onnxruntime as ort  # optional: imported only when this backend is used
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
+    flag = "1" if spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", flag)
+    options.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    return options
+
+
 def _decode(props: dict[str, str]) -> dict:
     out = {}
     for key, value in props.items():
@@ -83,8 +123,10 @@ class OnnxRuntimeBackend:
     """Segmentation with an ONNX Runtime session; `infer` returns uint8 class ids.
 
     The factory signature matches the Segmenter registry: (path, *, device, precision,
-    channels_last). `precision` must be 'fp32': an ONNX file's precision (fp32 or INT8)
-    was fixed at export. `channels_last` is PyTorch's concern and ignored here.
+    channels_last, threads). `precision` must be 'fp32': an ONNX file's precision (fp32 or
+    INT8) was fixed at export. `channels_last` is PyTorch's concern and ignored here.
+    `threads`: intra-op threads (0: `resolve_threads`' default); worker threads do not spin
+    between runs unless UDA_SEG_ORT_SPIN=1 (`session_options`).
     """
 
     name = "onnxruntime"
@@ -104,15 +146,9 @@ class OnnxRuntimeBackend:
                 f"--int8)"
             )
         self.device = device
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        # Spinning worker threads keep the cores busy between frames; the ROS node can turn
-        # it off so that its decode/publish threads get them (UDA_SEG_ORT_SPIN=0).
-        if os.environ.get("UDA_SEG_ORT_SPIN", "1") == "0":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = resolve_threads(threads)
+        self.spinning = spinning_enabled()
+        options = session_options(self.threads, self.spinning)
         chosen = providers if providers is not None else choose_providers(device, tensorrt)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
@@ -156,7 +192,8 @@ class OnnxRuntimeBackend:
 
     def __repr__(self) -> str:
         return (f"OnnxRuntimeBackend({self.path.name}, {self.precision}, "
-                f"providers={self.providers}, input={self.input_size})")
+                f"providers={self.providers}, input={self.input_size}, threads={self.threads}, "
+                f"spinning={'on' if self.spinning else 'off'})")
 
     def _as_array(self, batch) -> np.ndarray:
         if hasattr(batch, "detach"):  # a torch tensor, possibly on a GPU

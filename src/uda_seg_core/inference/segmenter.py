@@ -63,8 +63,9 @@ class Backend(Protocol):
         ...
 
 
-# factory(path, *, device, precision, channels_last) -> Backend; `device` is resolved
-# ('cpu', 'cuda', 'cuda:1'), `precision` is one of PRECISIONS.
+# factory(path, *, device, precision, channels_last[, threads]) -> Backend; `device` is
+# resolved ('cpu', 'cuda', 'cuda:1'), `precision` is one of PRECISIONS, `threads` (passed
+# only when > 0) the CPU threads its runtime may use.
 BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, BackendFactory] = {}
 EXTENSIONS: dict[str, str] = {}  # '.pt' -> 'torch'
@@ -125,7 +126,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False):
+                 channels_last: bool = False, threads: int = 0):
         if precision == "fp16" and not device.startswith("cuda"):
             raise SegmenterError(
                 f"precision 'fp16' runs on CUDA only, but the device is {device!r}; use fp32"
@@ -133,6 +134,13 @@ class TorchBackend:
         self.device = device
         self.info = info
         self.precision = precision
+        # torch's intra-op pool is per process: `threads` > 0 sets it, 0 leaves what the
+        # process has (torch's default: $OMP_NUM_THREADS, else the physical cores). How its
+        # OpenMP threads wait (OMP_WAIT_POLICY) is fixed when torch loads: README, "Fast
+        # inference".
+        if threads and int(threads) > 0:
+            torch.set_num_threads(int(threads))
+        self.threads = torch.get_num_threads()
         self.channels_last = channels_last
         self._torch = torch
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -145,15 +153,20 @@ class TorchBackend:
             model.aux_mode = "pred"
         self.model = model
 
+    def __repr__(self) -> str:
+        return (f"TorchBackend({self.info.source or 'model'}, {self.precision} on {self.device}, "
+                f"threads={self.threads})")
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", precision: str = "fp32",
-                        channels_last: bool = False) -> TorchBackend:
+                        channels_last: bool = False, threads: int = 0) -> TorchBackend:
         # Late on purpose: the model loader brings torchvision (seconds to import on a busy
         # machine), which only .pt models need; a node serving ONNX never imports it.
         from uda_seg_core.models import load_model
 
         model, ckpt = load_model(path, map_location="cpu")
-        return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
+        return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last,
+                   threads)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -180,6 +193,19 @@ def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
 
 
 register_backend("torch", TorchBackend.from_checkpoint, (".pt", ".pth"))
+
+
+class BackendModule(torch.nn.Module):
+    """Any backend dressed as a module (normalised batch -> class ids), so that
+    `metrics.evaluate_model` measures an exported model exactly as it measures a network."""
+
+    def __init__(self, backend: Backend, num_classes: int | None = None):
+        super().__init__()
+        self.backend = backend
+        self.num_classes = int(num_classes or len(backend.info.class_names))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.backend.infer(x.detach().cpu().numpy())))
 
 
 def check_sizes(input_size: Sequence[int], output_size: str) -> None:
@@ -212,9 +238,11 @@ class Segmenter:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
                         input_size: Sequence[int] = (360, 480), output_size: str = "input",
-                        backend: str = "auto", channels_last: bool = False) -> Segmenter:
+                        backend: str = "auto", channels_last: bool = False,
+                        threads: int = 0) -> Segmenter:
         """Load a model file (.pt/.pth checkpoint, or an exported model whose backend is
-        registered) onto `device` ('auto' | 'cpu' | 'cuda' | 'cuda:N')."""
+        registered) onto `device` ('auto' | 'cpu' | 'cuda' | 'cuda:N'); `threads` CPU
+        threads for its runtime (0: the backend's default, see each backend)."""
         if precision not in PRECISIONS:
             raise SegmenterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         check_sizes(input_size, output_size)  # before the (slow) model load
@@ -222,14 +250,16 @@ class Segmenter:
         if not path.is_file():
             raise SegmenterError(f"model file not found: {path}")
         name = resolve_backend(path, backend)
+        # `threads` only when asked for: a factory written before it existed still loads
+        extra = {"threads": int(threads)} if threads else {}
         engine = BACKENDS[name](path, device=resolve_device(device), precision=precision,
-                                channels_last=channels_last)
+                                channels_last=channels_last, **extra)
         return cls(engine, input_size, output_size)
 
     @classmethod
     def from_config(cls, path: str | Path, cfg: InferenceConfig) -> Segmenter:
         return cls.from_checkpoint(path, cfg.device, cfg.precision, cfg.input_size,
-                                   cfg.output_size, cfg.backend)
+                                   cfg.output_size, cfg.backend, threads=cfg.threads)
 
     @property
     def device(self) -> str:

@@ -23,7 +23,8 @@ Channels are ranked by group magnitude (L2 norm over all coupled weights, by def
 Channel counts are rounded to multiples of `--round-to` (8 by default: AVX2 holds 8 floats).
 
 After each cut the BatchNorm statistics are re-estimated on `--bn-batches` batches of the
-fine-tune's data (source; source and target for the adversarial method; no weights change)
+fine-tune's data (source; source and target for the adversarial method; target alone for
+'target-distill'; no weights change)
 with `train.batchnorm`: the stored statistics no longer describe the thinner layers' inputs,
 and without this the pruned network's output collapses (mIoU 33.6 -> 3.4 % at ratio 0.3
 on the synthetic target; 14.4 % with fresh statistics, before any fine-tune).
@@ -33,8 +34,10 @@ left and followed by N/K fine-tune iterations (gentler than one cut when N > 0).
 
 The optional fine-tune (`--finetune-iters N`) trains the pruned network for N iterations
 on the checkpoint's data config (dotted overrides after the flags change it) with the
-training engineer's step functions: 'supervised' (source labels, eq. 4) or 'adversarial'
-(eqs. 1-5, D restored from the checkpoint when it holds one, else a fresh D), optionally
+training engineer's step functions: 'supervised' (source labels, eq. 4), 'adversarial'
+(eqs. 1-5, D restored from the checkpoint when it holds one, else a fresh D), or
+'target-distill' (the unpruned network's softmax on unlabelled target frames is the only
+target: no labels, no source data; `uda-seg deploy` uses it), the supervised one optionally
 plus `--distill W`: W x the pixel-mean KL divergence from the unpruned network's softmax
 to the pruned one's on the source batch (the unpruned network is the teacher, frozen),
 which recovers the pruned network faster than labels alone. The result
@@ -227,7 +230,8 @@ def _prune_in_steps(model: nn.Module, cfg: Config, r: StructuredPruning, method:
     """`r.steps` rounds of cut -> BatchNorm re-estimation -> share of the fine-tune."""
     ratio, total_iters = cfg.optimise.structured_ratio, cfg.optimise.finetune_iters
     steps, size = max(1, int(r.steps)), tuple(cfg.inference.input_size)
-    teacher = copy.deepcopy(model) if r.distill > 0 and total_iters > 0 else None
+    distilled = r.distill > 0 or method == "target-distill"
+    teacher = copy.deepcopy(model).eval() if distilled and total_iters > 0 else None
     lr = r.finetune_lr if r.finetune_lr is not None else cfg.train.lr / 10
     rounds = []
     for step in range(steps):
@@ -239,7 +243,8 @@ def _prune_in_steps(model: nn.Module, cfg: Config, r: StructuredPruning, method:
             round_to=r.round_to or None, max_layer_ratio=r.max_layer_ratio)
         if r.bn_batches > 0:
             recalibrate_batchnorm(model, cfg, r.bn_batches, r.device,
-                                  with_target=method == "adversarial")
+                                  with_target=method in ("adversarial", "target-distill"),
+                                  source=method != "target-distill")
         if step == steps - 1:
             summary["after_pruning"] = complexity(model, size)
             if r.evaluate:

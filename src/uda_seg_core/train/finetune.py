@@ -4,11 +4,15 @@ scalers, loaders and schedules, only without a run directory.
 
     summary = finetune(model, cfg, 300, method="adversarial")     # D fresh or restored
     summary = finetune(model, cfg, 300, teacher=unpruned, distill=1.0)
+    summary = finetune(model, cfg, 300, method="target-distill", teacher=adapted)
 
-`method`: 'supervised' (eq. 4 on the source labels), or 'adversarial' (eqs. 1-5, D
-restored from `discriminator_state` when given, else a fresh one); with a `teacher` and
-`distill` > 0 (supervised only) the loss gains `distill` x the pixel-mean KL divergence
-from the teacher's softmax. Poly decay runs over the fine-tune's own iterations.
+`method`: 'supervised' (eq. 4 on the source labels), 'adversarial' (eqs. 1-5, D
+restored from `discriminator_state` when given, else a fresh one), or 'target-distill'
+(the pixel-mean KL divergence from the frozen `teacher`'s softmax on unlabelled target
+frames, nothing else: no labels and no source data; what `uda-seg deploy` uses to keep an
+adapted network's adaptation in its pruned copies). With a `teacher` and `distill` > 0
+the supervised loss gains `distill` x that KL divergence on the source batch. Poly decay
+runs over the fine-tune's own iterations.
 """
 from __future__ import annotations
 
@@ -26,10 +30,14 @@ from uda_seg_core.train.loaders import source_loader, target_loader
 from uda_seg_core.train.loop import iterate
 from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 from uda_seg_core.train.schedules import poly_scheduler
-from uda_seg_core.train.supervised import distillation_step, supervised_step
+from uda_seg_core.train.supervised import (
+    distillation_step,
+    supervised_step,
+    target_distillation_step,
+)
 from uda_seg_core.train.trainer import Trainer
 
-FINETUNE_METHODS = ("supervised", "adversarial")
+FINETUNE_METHODS = ("supervised", "adversarial", "target-distill")
 
 
 class FinetuneError(ValueError):
@@ -41,13 +49,15 @@ def finetune_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.de
                      teacher: nn.Module | None = None, distill: float = 0.0) -> Trainer:
     """The Trainer of a fine-tune: `model` as G, the method's step, poly decay over `iters`."""
     if method not in FINETUNE_METHODS:
-        raise FinetuneError(f"unknown fine-tune method '{method}'; choose supervised or "
-                            f"adversarial")
+        raise FinetuneError(f"unknown fine-tune method '{method}'; choose from "
+                            f"{', '.join(FINETUNE_METHODS)}")
     if distill > 0 and (teacher is None or method != "supervised"):
         raise FinetuneError("distillation needs a teacher and the supervised fine-tune")
     dist = DistInfo()
     opt_g = build_segmentation_optimizer(model, cfg)
     scalers = {"g": grad_scaler(device, cfg.train.amp)}
+    if method == "target-distill":
+        return _target_distill_trainer(model, cfg, iters, device, teacher, opt_g, scalers)
     trainer = Trainer(command="finetune", model=model, optimizers={"g": opt_g},
                       schedulers={"g": poly_scheduler(opt_g, iters, cfg.train.poly_power)},
                       scalers=scalers, loaders={"source": source_loader(cfg, dist)},
@@ -69,6 +79,19 @@ def finetune_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.de
         trainer.step = lambda b: distillation_step(model, teacher, opt_g, b["source"], cfg, distill,
                                                    scalers["g"])
     return trainer
+
+
+def _target_distill_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.device,
+                            teacher: nn.Module | None, opt_g, scalers: dict) -> Trainer:
+    """Distillation alone on unlabelled target frames: the only loader is the target's."""
+    if teacher is None:
+        raise FinetuneError("the target-distill fine-tune needs a teacher (the adapted network)")
+    teacher = teacher.to(device).eval()
+    return Trainer(command="finetune", model=model, optimizers={"g": opt_g},
+                   schedulers={"g": poly_scheduler(opt_g, iters, cfg.train.poly_power)},
+                   scalers=scalers, loaders={"target": target_loader(cfg, DistInfo())},
+                   step=lambda b: target_distillation_step(model, teacher, opt_g, b["target"],
+                                                           cfg, scalers["g"]))
 
 
 def finetune(model: nn.Module, cfg: Config, iters: int, *, method: str = "supervised",
@@ -96,8 +119,9 @@ def finetune(model: nn.Module, cfg: Config, iters: int, *, method: str = "superv
         history.append(losses)
         bar.update(1)
         if len(history) % 10 == 0:
-            dice = sum(v for k, v in losses.items() if k.startswith("dice"))
-            bar.set_postfix(loss=f"{dice:.3f}")
+            shown = sum(v for k, v in losses.items() if k.startswith("dice")) or losses.get(
+                "distill", 0.0)
+            bar.set_postfix(loss=f"{shown:.3f}")
     bar.close()
     model.eval()
     tail = history[-20:]

@@ -11,8 +11,9 @@ the upper bound, IDDA for source only). Model selection always uses the target v
 split (`data.target_*`, `data.val_split`) and the selected weights are reported on the
 target test split, so the upper bound and the baselines are measured the same way.
 Loss: eq. 4 of the paper, dice on the main output plus two auxiliary dice terms.
-Also the distillation step of a fine-tune: the supervised loss plus W x the KL divergence
-from a frozen teacher's softmax (`losses.distillation_loss`).
+Also the distillation steps of a fine-tune: the supervised loss plus W x the KL divergence
+from a frozen teacher's softmax (`losses.distillation_loss`), or that KL divergence alone on
+unlabelled target frames (`target_distillation_step`).
 """
 from __future__ import annotations
 
@@ -69,6 +70,26 @@ def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.opt
     out = {name: float(value) for name, value in parts.items()}
     out["distill"] = float(kd.detach())
     return out
+
+
+def target_distillation_step(model: nn.Module, teacher: nn.Module,
+                             optimizer: torch.optim.Optimizer, batch: dict, cfg: Config,
+                             scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """One iteration of distillation alone on an unlabelled batch (target frames): the
+    student's main output is pulled towards the frozen `teacher`'s softmax. No labels of
+    either domain: an adapted teacher hands its adaptation to a pruned student."""
+    images = batch["image"]
+    scaler = scaler or grad_scaler(images.device, False)
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(images.device, cfg.train.amp):
+        student = model(images, aux_mode="train")[0]
+    with torch.no_grad(), autocast(images.device, cfg.train.amp):
+        teacher_logits = teacher(images, aux_mode="eval")
+    kd = distillation_loss(student, teacher_logits)
+    scaler.scale(kd).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return {"distill": float(kd.detach())}
 
 
 def build_model(cfg: Config, device: torch.device) -> nn.Module:

@@ -20,7 +20,8 @@ class Trainer:
     """What one job trains: networks, optimisation state and the step function.
 
     `step(batches) -> dict of float losses` gets one batch per entry of `loaders`
-    (already on the device). The 'source' loader defines the epochs.
+    (already on the device). The 'source' loader defines the epochs (the first loader
+    when there is no source: a fine-tune on target frames alone).
     """
 
     command: str  # 'train' | 'adapt' | 'finetune'
@@ -40,7 +41,8 @@ class Trainer:
 
     @property
     def iterations_per_epoch(self) -> int:
-        return self.loaders["source"].batches_per_epoch
+        epochs_of = self.loaders.get("source") or next(iter(self.loaders.values()))
+        return epochs_of.batches_per_epoch
 
     def train_mode(self) -> None:
         self.model.train()
