@@ -13,7 +13,8 @@ asserted by the tests below in any order; two launches start in parallel:
 - "cli": `ros2 launch uda_seg_ros segment.launch.py` (non-interactive: stdin is not a
   terminal), found through AMENT_PREFIX_PATH, with the installed params file,
   namespace:=/cli and a relative image_topic:=camera/image_raw.
-Each gets a frame and returns a mask; then both get Ctrl-C (SIGINT to the process group).
+Each gets a frame and returns a mask; then both get Ctrl-C (SIGINT to the process group),
+the cli launch a second one 0.5 s later (a double Ctrl-C while the node shuts down).
 
     .venv/bin/pytest test/test_real_launch.py -q
 """
@@ -54,6 +55,7 @@ IMAGE_H, IMAGE_W = 12, 16
 ARGUMENTS = ("params_file", "model_path", "image_topic", "device", "namespace", "use_sim_time",
              "managed", "autostart")
 SERVICE_NODE, CLI_NODE = "/svc/uda_segmentation", "/cli/uda_segmentation"
+SECOND_CTRL_C_S = 0.5  # the cli launch gets Ctrl-C twice, this far apart
 READY_TIMEOUT_S = 240.0  # two torch processes starting at once on a loaded 2-core machine
 PARAMS = ["model_path", "device", "use_sim_time", "input_width", "input_height", "output_size",
           "warmup_iters"]
@@ -157,6 +159,8 @@ def run_scenario(tmp: Path, site: Path, install: Path, checkpoint: Path) -> Reco
                 frame("cli_frame", 4321, 8765)))
         for launch in (service, cli):  # both at once: teardown with torch takes seconds
             launch.ctrl_c()
+        time.sleep(SECOND_CTRL_C_S)
+        cli.ctrl_c()  # a second Ctrl-C while the node shuts down
         got.record("service exit", lambda: (service.wait(120), service.output(),
                                             stats.read_text() if stats.exists() else None))
         got.record("cli exit", lambda: (cli.wait(120), cli.output()))
@@ -267,11 +271,16 @@ def test_ros2_launch_namespace_and_relative_remap(launched):
     assert (mask.height, mask.width, mask.encoding) == (IMAGE_H, IMAGE_W, "mono8")
 
 
-def test_ros2_launch_ctrl_c_stops_the_node_cleanly_after_two_sigints(launched):
-    """Ctrl-C to a non-interactive `ros2 launch` (under systemd, in CI): the node gets the
-    group's SIGINT and the one launch forwards. launch exits 0 and the node exits 0 after
-    its summary line, no traceback. Mutant: a node whose shutdown a second SIGINT
-    interrupts (KeyboardInterrupt traceback, exit -2 / -6)."""
+@pytest.mark.xfail(strict=True, reason="the node on this branch dies of a second SIGINT "
+                   "during its shutdown (KeyboardInterrupt traceback, exit -2): issue 14 item 1, "
+                   "fixed on the node branch; remove this mark when that lands")
+def test_ros2_launch_ctrl_c_twice_stops_the_node_cleanly(launched):
+    """Ctrl-C to a non-interactive `ros2 launch` (under systemd, in CI), twice 0.5 s apart:
+    the node gets the group's SIGINT, the one launch forwards, and the second Ctrl-C's
+    while it shuts down. launch exits 0 and the node exits 0 after its summary line, no
+    traceback. Mutant (today's node): a second SIGINT that interrupts the shutdown
+    (KeyboardInterrupt traceback, exit -2). With one Ctrl-C alone it fails too, in about
+    one run of four here (the forwarded SIGINT lands during the shutdown or not)."""
     rc, log = launched["cli exit"]
     assert rc == 0, log[-3000:]
     assert "process has finished cleanly" in log, log[-3000:]
