@@ -36,6 +36,7 @@ ABSENT = (f"../shared/ros2-jazzy absent ({SHARED}): the upstream launch / launch
 SOURCES = ("launch", "launch_ros", "ros2launch", "ros2cli", "ros2pkg")
 INDEX_DEPENDENCIES = ("osrf-pycommon", "lark")
 LAUNCH_FILE = ROOT / "launch" / "segment.launch.py"
+IMAGE_H, IMAGE_W = 12, 16  # the frames the tests send
 
 # launch_ros imports composition_interfaces.srv at import time (for composable nodes) and
 # uses LoadNode.Request / .Response in annotations; the message package does not install
@@ -174,15 +175,14 @@ class Recorded:
 
     def __getitem__(self, name: str):
         if name not in self._results:
+            failed = [(k, v) for k, (ok, v) in self._results.items() if not ok]
+            first = f"{failed[0][0]!r}: {failed[0][1]}" if failed else "none recorded"
             raise RuntimeError(f"{name!r} was not recorded: an earlier step of the scenario "
-                               f"failed ({self.failures()})")
+                               f"failed, first {first}")
         ok, value = self._results[name]
         if not ok:
-            raise RuntimeError(f"recording {name!r} failed: {value!r}") from value
+            raise RuntimeError(f"recording {name!r} failed: {value}") from value
         return value
-
-    def failures(self) -> str:
-        return "; ".join(f"{k}: {v!r}" for k, (ok, v) in self._results.items() if not ok) or "none"
 
 
 def call_service(client, srv_type, name: str, request, timeout: float = 60.0):
@@ -213,3 +213,36 @@ def get_parameters(client, node: str, names: list[str]) -> dict:
                             GetParameters.Request(names=names))
     return {name: parameter_value_to_python(value)
             for name, value in zip(names, response.values)}
+
+
+def frame(frame_id: str, sec: int, nanosec: int):
+    """A small rgb8 Image with this header (its pixels seeded by `sec`)."""
+    import numpy as np
+
+    from uda_seg_ros.conversions import numpy_to_image
+
+    pixels = np.random.default_rng(sec).integers(0, 256, (IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
+    msg = numpy_to_image(pixels, "rgb8")
+    msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = frame_id, sec, nanosec
+    return msg
+
+
+def mask_for(client, in_topic: str, out_topic: str, msg, timeout: float = 90.0):
+    """Publish `msg` on in_topic (again each second while discovery settles) until the mask
+    with its frame_id arrives on out_topic."""
+    import time
+
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    pub = client.publisher(Image, in_topic, qos_profile_sensor_data)
+    masks = client.collect(Image, out_topic, qos_profile_sensor_data)
+    client.wait_for_subscriber(pub, timeout=60)
+    deadline = time.monotonic() + timeout
+    while True:
+        pub.publish(msg)
+        try:
+            return masks.wait_for(lambda m: m.header.frame_id == msg.header.frame_id, 1.0)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise

@@ -27,31 +27,31 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from launch_helpers import (
+    IMAGE_H,
+    IMAGE_W,
     LAUNCH_FILE,
     LaunchProcess,
     Recorded,
+    frame,
     get_parameters,
     launch_env,
     launch_service,
+    mask_for,
     ros2_launch,
 )
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import RosClient, wait_for
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
 
-from uda_seg_ros.conversions import numpy_to_image
 from uda_seg_ros.diagnostics import status_values
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SIM_START_S = 1000  # /clock published by this process starts here (wall time is ~1.7e9 s)
 NET_H, NET_W = 48, 64  # the service launch's params file
-IMAGE_H, IMAGE_W = 12, 16
 ARGUMENTS = ("params_file", "model_path", "image_topic", "device", "namespace", "use_sim_time",
              "managed", "autostart")
 SERVICE_NODE, CLI_NODE = "/svc/uda_segmentation", "/cli/uda_segmentation"
@@ -90,29 +90,6 @@ class ClockPublisher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-def frame(frame_id: str, sec: int, nanosec: int) -> Image:
-    pixels = np.random.default_rng(sec).integers(0, 256, (IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
-    msg = numpy_to_image(pixels, "rgb8")
-    msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = frame_id, sec, nanosec
-    return msg
-
-
-def mask_for(client: RosClient, in_topic: str, out_topic: str, msg: Image) -> Image:
-    """Publish `msg` on in_topic (again each second while discovery settles) until the mask
-    with its frame_id arrives on out_topic."""
-    pub = client.publisher(Image, in_topic, qos_profile_sensor_data)
-    masks = client.collect(Image, out_topic, qos_profile_sensor_data)
-    client.wait_for_subscriber(pub, timeout=60)
-    deadline = time.monotonic() + 90
-    while True:
-        pub.publish(msg)
-        try:
-            return masks.wait_for(lambda m: m.header.frame_id == msg.header.frame_id, 1.0)
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise
 
 
 def node_diagnostics(diagnostics, node: str, predicate=lambda values: True,
