@@ -13,7 +13,11 @@ Shared fixtures:
 - `tiny_domains`: the two tiny domains of `train_helpers.write_domains` (read-only);
 - `trained_model`: a BiSeNet-R18 trained by `uda-seg train` on the tiny CamVid-format domain.
   Its classes follow the frames' colours, so a red/blue swap changes most of its mask,
-  and it has a real mIoU to lose (for INT8 and pruning checks).
+  and it has a real mIoU to lose (for INT8 and pruning checks);
+- `colcon_install`: the package built by `colcon build` in a temporary workspace (the
+  install prefix install/uda_seg_ros), for test_colcon.py and the real-launch tests;
+- `launch_site`: the jazzy launch tooling from ../shared/ros2-jazzy pip-installed into a
+  temporary folder (skips, allowed, where ../shared/ros2-jazzy is absent).
 
 No silent skips: a test skipped for a reason outside `ALLOWED_SKIPS` (no GPU / CUDA, the
 real data in ../shared absent) FAILS, so a broken install (a missing extra behind an
@@ -155,3 +159,50 @@ def trained_model(tmp_path_factory, tiny_domains):
     assert main(["train", *overrides]) == 0
     return SimpleNamespace(checkpoint=root / "runs" / "trained" / "best.pt", camvid=d.camvid,
                            size=(48, 64))
+
+
+# ----------------------------------------------------------------------------- ROS 2 workspace
+
+COLCON_PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "README.md")
+COLCON_PACKAGE_DIRS = ("src", "resource", "launch", "config")
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory) -> Path:
+    """`colcon build` of this package in a temporary workspace; the install prefix
+    install/uda_seg_ros (what AMENT_PREFIX_PATH names after `source install/setup.bash`).
+    Read-only: test_colcon.py checks its layout, the real-launch tests launch from it."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    ws = tmp_path_factory.mktemp("colcon_ws")
+    pkg = ws / "src" / "uda_seg_ros"
+    pkg.mkdir(parents=True)
+    for name in COLCON_PACKAGE_FILES:
+        if (root / name).exists():
+            shutil.copy2(root / name, pkg / name)
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc")
+    for name in COLCON_PACKAGE_DIRS:
+        shutil.copytree(root / name, pkg / name, ignore=ignore)
+    colcon = Path(sys.executable).with_name("colcon")
+    assert colcon.exists(), f"colcon-core is installed but not its script beside {sys.executable}"
+    result = subprocess.run(
+        [str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src"),
+         "--build-base", str(ws / "build"), "--install-base", str(ws / "install")],
+        check=False, cwd=ws, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Finished <<< uda_seg_ros" in result.stdout
+    return ws / "install" / "uda_seg_ros"
+
+
+@pytest.fixture(scope="session")
+def launch_site(tmp_path_factory) -> Path:
+    """The jazzy launch tooling from ../shared/ros2-jazzy, pip-installed once per session
+    into a temporary folder (launch_helpers.install_launch_site); skips where it is absent."""
+    from launch_helpers import ABSENT, SHARED, install_launch_site
+
+    if not SHARED.is_dir():
+        pytest.skip(ABSENT)
+    return install_launch_site(tmp_path_factory.mktemp("ros2_jazzy") / "site")

@@ -7,7 +7,6 @@ ament index marker that `ros2 launch uda_seg_ros ...` needs.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,30 +15,12 @@ import colcon_core  # noqa: F401  (dev extra: a missing one is a broken install,
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "README.md")
-PACKAGE_DIRS = ("src", "resource", "launch", "config")
 
 
 @pytest.fixture(scope="module")
-def install(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("colcon_ws")
-    pkg = ws / "src" / "uda_seg_ros"
-    pkg.mkdir(parents=True)
-    for name in PACKAGE_FILES:
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, pkg / name)
-    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc")
-    for name in PACKAGE_DIRS:
-        shutil.copytree(ROOT / name, pkg / name, ignore=ignore)
-    colcon = Path(sys.executable).with_name("colcon")
-    assert colcon.exists(), f"colcon-core is installed but not its script beside {sys.executable}"
-    result = subprocess.run(
-        [str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src"),
-         "--build-base", str(ws / "build"), "--install-base", str(ws / "install")],
-        check=False, cwd=ws, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Finished <<< uda_seg_ros" in result.stdout
-    return ws / "install" / "uda_seg_ros"
+def install(colcon_install) -> Path:
+    """The session's colcon build (conftest.colcon_install), shared with the launch tests."""
+    return colcon_install
 
 
 def test_installed_layout(install):

@@ -3,7 +3,9 @@
 `launch` and `launch_ros` do not install from the package index, so the launch file is
 checked twice: by reading its syntax tree, and by running it with small recording
 stand-ins for the launch classes (everything else, including ament_index_python's
-get_package_share_directory over a real share/ tree, is real).
+get_package_share_directory over a real share/ tree, is real). These run on any clone;
+test_real_launch.py runs the file under the real jazzy launch and `ros2 launch` where
+../shared/ros2-jazzy is present.
 
     .venv/bin/pytest test/test_launch.py -q
 """
@@ -17,11 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lifecycle_msgs.msg import Transition
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "segment.launch.py"
 PARAMS_FILE = ROOT / "config" / "segment.yaml"
-ARGUMENTS = {"params_file", "model_path", "image_topic", "device", "namespace", "use_sim_time"}
+ARGUMENTS = {"params_file", "model_path", "image_topic", "device", "namespace", "use_sim_time",
+             "managed", "autostart"}
 
 
 def calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -40,12 +44,14 @@ def test_launch_file_syntax_names_the_installed_node_and_params():
     assert "generate_launch_description" in functions
     declared = {c.args[0].value for c in calls(tree, "DeclareLaunchArgument")}
     assert declared == ARGUMENTS
-    (node,) = calls(tree, "Node")
-    kwargs = {k.arg: k.value for k in node.keywords}
-    assert ast.literal_eval(kwargs["executable"]) == "segmentation_node"
-    assert ast.literal_eval(kwargs["name"]) == "uda_segmentation"
-    package = kwargs["package"]
-    assert isinstance(package, ast.Name) and package.id == "PACKAGE"
+    for action, executable in (("Node", "segmentation_node"),
+                               ("LifecycleNode", "segmentation_lifecycle_node")):
+        (node,) = calls(tree, action)
+        kwargs = {k.arg: k.value for k in node.keywords}
+        assert ast.literal_eval(kwargs["executable"]) == executable
+        assert ast.literal_eval(kwargs["name"]) == "uda_segmentation"
+        package = kwargs["package"]
+        assert isinstance(package, ast.Name) and package.id == "PACKAGE"
     assigned = {t.id: a.value.value for a in tree.body if isinstance(a, ast.Assign)
                 for t in a.targets if isinstance(a.value, ast.Constant)}
     assert assigned["PACKAGE"] == "uda_seg_ros"
@@ -70,11 +76,17 @@ def launch_stand_ins() -> dict[str, types.ModuleType]:
     modules = {}
     for name, attrs in {
         "launch": {"LaunchDescription": type("LaunchDescription", (Recorded,), {})},
-        "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (Recorded,), {}),
-                           "OpaqueFunction": type("OpaqueFunction", (Recorded,), {})},
+        "launch.actions": {name: type(name, (Recorded,), {}) for name in (
+            "DeclareLaunchArgument", "OpaqueFunction", "EmitEvent", "RegisterEventHandler")},
+        "launch.events": {"matches_action": lambda action: ("matches", action)},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
         "launch_ros": {},
-        "launch_ros.actions": {"Node": type("Node", (Recorded,), {})},
+        "launch_ros.actions": {"Node": type("Node", (Recorded,), {}),
+                               "LifecycleNode": type("LifecycleNode", (Recorded,), {})},
+        "launch_ros.event_handlers": {
+            "OnStateTransition": type("OnStateTransition", (Recorded,), {})},
+        "launch_ros.events": {},
+        "launch_ros.events.lifecycle": {"ChangeState": type("ChangeState", (Recorded,), {})},
     }.items():
         module = types.ModuleType(name)
         module.__dict__.update(attrs)
@@ -99,13 +111,18 @@ def launch_module(tmp_path, monkeypatch):
     return module, share / "uda_seg_ros" / "config" / "segment.yaml"
 
 
-def run_launch(module, **given):
+def run_launch_actions(module, **given) -> tuple[dict, list]:
+    """(argument defaults, the actions the OpaqueFunction returns for `given`)."""
     description = module.generate_launch_description()
     entities = description.args[0]
     defaults = {e.args[0]: e.kwargs["default_value"] for e in entities if e.args}
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
-    context = {**defaults, **given}
-    (node,) = opaque.kwargs["function"](context)
+    return defaults, opaque.kwargs["function"]({**defaults, **given})
+
+
+def run_launch(module, **given):
+    defaults, (node,) = run_launch_actions(module, **given)
+    assert type(node).__name__ == "Node"  # the plain node unless managed:=true
     return defaults, node.kwargs
 
 
@@ -150,3 +167,40 @@ def test_params_file_matches_the_node_parameters():
             assert value in param.choices
         if param.range:
             assert param.range[0] <= value <= param.range[1]
+
+
+def test_managed_starts_the_lifecycle_node_with_the_same_settings(launch_module):
+    """managed:=true: a LifecycleNode (segmentation_lifecycle_node) with exactly the plain
+    node's name, namespace, parameters and remaps; autostart:=true adds a configure event
+    and an activate-after-configuring handler, both aimed at that node. Mutants: managed
+    ignored; a setting dropped from the lifecycle node; autostart without managed."""
+    module, _ = launch_module
+    given = {"model_path": "/models/best.pt", "namespace": "front", "use_sim_time": "true",
+             "image_topic": "/cam/image_raw"}
+    _, plain = run_launch(module, **given)
+    _, (managed,) = run_launch_actions(module, managed="true", **given)
+    assert type(managed).__name__ == "LifecycleNode"
+    assert managed.kwargs == {**plain, "executable": "segmentation_lifecycle_node"}
+    assert len(run_launch_actions(module, autostart="true", **given)[1]) == 1
+    _, (node, handler, configure) = run_launch_actions(module, managed="True", autostart="1",
+                                                       **given)
+    assert node.kwargs == managed.kwargs
+    change = configure.kwargs["event"].kwargs
+    assert change["lifecycle_node_matcher"] == ("matches", node)
+    assert change["transition_id"] == Transition.TRANSITION_CONFIGURE
+    on = handler.args[0].kwargs
+    assert on["target_lifecycle_node"] is node
+    assert (on["start_state"], on["goal_state"]) == ("configuring", "inactive")
+    (activate,) = on["entities"]
+    assert activate.kwargs["event"].kwargs["transition_id"] == Transition.TRANSITION_ACTIVATE
+
+
+def test_flags_other_than_true_or_false_are_errors(launch_module):
+    """use_sim_time / managed / autostart take true|false (1/0, yes/no, on/off); anything
+    else is an error naming the argument. Mutant: a typo silently read as false."""
+    module, _ = launch_module
+    for name in ("use_sim_time", "managed", "autostart"):
+        with pytest.raises(ValueError, match=f"launch argument {name}:='ture': expected true"):
+            run_launch_actions(module, **{name: "ture"})
+    assert run_launch(module, use_sim_time="Yes")[1]["parameters"][1]["use_sim_time"] is True
+    assert run_launch(module, use_sim_time="off")[1]["parameters"][1]["use_sim_time"] is False
