@@ -53,7 +53,7 @@ from uda_seg_core.evaluate import evaluate_checkpoint, label_rgb
 from uda_seg_core.inference import Segmenter
 from uda_seg_core.labels import ids_to_rgb
 from uda_seg_core.study.reproduce import cpu_seconds, run_state
-from uda_seg_core.study.stages import Stages
+from uda_seg_core.stages import Stages
 from uda_seg_core.train.batchnorm import adapt_batchnorm
 
 Say = Callable[[str], None]

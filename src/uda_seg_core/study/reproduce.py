@@ -51,7 +51,7 @@ from uda_seg_core.study.experiments import (
     Experiment,
 )
 from uda_seg_core.study.report import write_report
-from uda_seg_core.study.stages import Stages
+from uda_seg_core.stages import Stages
 
 PROFILES = ("reduced", "paper")
 PROFILE_FILES = {"reduced": "reduced.yaml"}
