@@ -52,8 +52,8 @@ from uda_seg_core.data import build_dataset, sequence_of
 from uda_seg_core.evaluate import evaluate_checkpoint, label_rgb
 from uda_seg_core.inference import Segmenter
 from uda_seg_core.labels import ids_to_rgb
-from uda_seg_core.study.reproduce import cpu_seconds, run_state
 from uda_seg_core.stages import Stages
+from uda_seg_core.study.reproduce import cpu_seconds, run_state
 from uda_seg_core.train.batchnorm import adapt_batchnorm
 
 Say = Callable[[str], None]

@@ -43,6 +43,7 @@ from uda_seg_core.config import (
     to_dict,
 )
 from uda_seg_core.optimize.sweep import sweep_checkpoint
+from uda_seg_core.stages import Stages
 from uda_seg_core.study.experiments import (
     EXPERIMENTS,
     PLAN_FILE,
@@ -51,7 +52,6 @@ from uda_seg_core.study.experiments import (
     Experiment,
 )
 from uda_seg_core.study.report import write_report
-from uda_seg_core.stages import Stages
 
 PROFILES = ("reduced", "paper")
 PROFILE_FILES = {"reduced": "reduced.yaml"}
