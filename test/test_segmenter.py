@@ -106,6 +106,21 @@ def test_segment_chains_the_steps_and_times_them(seg):
         assert tracker.percentiles(stage)["count"] == 1
 
 
+def test_segment_batch_equals_one_frame_at_a_time(seg):
+    """Mutants: masks of a batch returned in another order, each resized to the first
+    frame's size, or the batch run through the network once per frame (three inference
+    samples instead of one)."""
+    frames = [image(60, 80, seed=4), image(30, 40, seed=5), image(H, W, seed=6)]
+    tracker = LatencyTracker()
+    masks = seg.segment_batch(frames, tracker)
+    assert [m.shape for m in masks] == [(60, 80), (30, 40), (H, W)]
+    for rgb, mask in zip(frames, masks):
+        np.testing.assert_array_equal(mask, seg.segment(rgb))
+    for stage in ("preprocess", "inference", "postprocess"):
+        assert tracker.percentiles(stage)["count"] == 1
+    assert seg.segment_batch([]) == []
+
+
 def test_colorize_and_overlay(seg):
     ids = np.array([[0, 1], [11, 5]], dtype=np.uint8)
     colour = seg.colorize(ids)

@@ -41,9 +41,10 @@ _TO_RGB = {
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
-# A compressed image may declare any size; a few kB of zeros can inflate to gigabytes.
-# 2**26 pixels (67 Mpx) is twice an 8K frame.
-MAX_DECODED_PIXELS = 2**26
+# The input pixel budget (width x height) by default: 4096x4096, above every common camera.
+# A frame may declare any size (a 7 kB PNG can inflate to gigabytes), so the budget is
+# checked on the declared size before any pixel is read or decoded.
+DEFAULT_MAX_INPUT_PIXELS = 16_777_216
 # JPEG start-of-frame markers (SOF0-SOF15 without DHT C4, JPG C8, DAC CC) hold the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -52,7 +53,16 @@ class ImageConversionError(ValueError):
     """An image message that cannot be read as the encoding it declares."""
 
 
-def check_image(msg: Image) -> tuple[int, np.dtype]:
+def _over_budget(kind: str, height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise ImageConversionError(
+            f"{kind} declares {width}x{height} pixels, more than the input budget of "
+            f"{max_pixels} (max_input_pixels)"
+        )
+
+
+def check_image(msg: Image, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+                ) -> tuple[int, np.dtype]:
     """Validate the header fields of an Image against its data; O(1), reads no pixels.
 
     Returns (channels, channel dtype). The node calls this on arrival so every malformed
@@ -86,6 +96,7 @@ def check_image(msg: Image) -> tuple[int, np.dtype]:
             f"{encoding} image data is truncated: height*step={height}*{step}={expected} bytes "
             f"expected, got {got}"
         )
+    _over_budget(f"{encoding} image", height, width, max_pixels)
     return channels, dtype
 
 
@@ -166,8 +177,18 @@ def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
     return cv2.cvtColor(array, code)
 
 
-def check_compressed(msg: CompressedImage) -> str:
-    """Reject empty data and anything that is not JPEG or PNG by its magic bytes; O(1)."""
+def check_compressed(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+                     ) -> str:
+    """Reject empty data, anything that is not JPEG or PNG by its magic bytes, and a header
+    that declares more than `max_pixels`; reads the header only."""
+    kind = _compressed_kind(msg)
+    size = compressed_size(msg)
+    if size is not None:
+        _over_budget(f"{kind} CompressedImage", size[0], size[1], max_pixels)
+    return kind
+
+
+def _compressed_kind(msg: CompressedImage) -> str:
     data = bytes(memoryview(msg.data)[:8])
     if not data:
         raise ImageConversionError(f"empty CompressedImage (format {msg.format!r}): no data")
@@ -207,7 +228,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 def compressed_size(msg: CompressedImage) -> tuple[int, int] | None:
     """(height, width) declared by a jpeg / png header, without decoding the pixels."""
-    kind = check_compressed(msg)
+    kind = _compressed_kind(msg)
     if kind == "png":
         head = bytes(memoryview(msg.data)[:24])
         if len(head) < 24 or head[12:16] != b"IHDR":
@@ -217,20 +238,17 @@ def compressed_size(msg: CompressedImage) -> tuple[int, int] | None:
     return _jpeg_size(bytes(memoryview(msg.data)[:65536]))
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+def compressed_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+                      ) -> np.ndarray:
     """Decode a jpeg / png CompressedImage to H x W x 3 uint8 RGB."""
-    kind = check_compressed(msg)
+    kind = _compressed_kind(msg)
     size = compressed_size(msg)
     if size is None or 0 in size:
         raise ImageConversionError(
             f"corrupt {kind} CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): no "
             f"valid image size in its header"
         )
-    if size[0] * size[1] > MAX_DECODED_PIXELS:
-        raise ImageConversionError(
-            f"{kind} CompressedImage declares {size[1]}x{size[0]} pixels, more than the "
-            f"{MAX_DECODED_PIXELS} this node decodes"
-        )
+    _over_budget(f"{kind} CompressedImage", size[0], size[1], max_pixels)
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)

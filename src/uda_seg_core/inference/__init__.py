@@ -5,7 +5,7 @@
     seg = Segmenter.from_checkpoint("best.pt", device="auto", input_size=(360, 480))
     mask = seg.segment(rgb)
 """
-from uda_seg_core.inference.latency import LatencyTracker
+from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.inference.segmenter import (
     BACKENDS,
     EXTENSIONS,
@@ -21,5 +21,6 @@ from uda_seg_core.inference.segmenter import (
 
 __all__ = [
     "BACKENDS", "EXTENSIONS", "Backend", "LatencyTracker", "ModelInfo", "Segmenter",
-    "SegmenterError", "TorchBackend", "register_backend", "resolve_backend", "resolve_device",
+    "SegmenterError", "TorchBackend", "TrackerGroup", "register_backend", "resolve_backend",
+    "resolve_device",
 ]

@@ -9,6 +9,8 @@ decode / preprocess / inference / postprocess separately):
     ids = seg.infer(batch)[0]                    # hxw uint8 class ids
     mask = seg.postprocess(ids, rgb.shape[:2])   # back to HxW (nearest) if output_size='input'
     colour, blend = seg.colorize(mask), seg.overlay(rgb, mask, alpha=0.5)
+    mask = seg.segment(rgb, tracker)             # the three steps, each timed in a LatencyTracker
+    masks = seg.segment_batch([rgb_a, rgb_b], tracker)  # several frames, one network run
 
 Inference runs behind a small backend interface (`infer(batch) -> ids`) chosen from the
 `BACKENDS` registry, by name or, with backend='auto', by the model file's extension.
@@ -18,7 +20,8 @@ The PyTorch backend is built in; others (ONNX Runtime) register themselves with
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +32,7 @@ import torch
 
 from uda_seg_core import runtime
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
-from uda_seg_core.inference.latency import LatencyTracker
+from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 
 PRECISIONS = ("fp32", "fp16")
@@ -279,13 +282,32 @@ class Segmenter:
         for _ in range(max(0, int(iterations))):
             self.infer(blank)
 
-    def segment(self, rgb: np.ndarray, tracker: LatencyTracker | None = None) -> np.ndarray:
+    def segment(self, rgb: np.ndarray, tracker: LatencyTracker | TrackerGroup | None = None
+                ) -> np.ndarray:
         """preprocess -> infer -> postprocess; each step timed in `tracker` when given."""
-        if tracker is None:
-            return self.postprocess(self.infer(self.preprocess(rgb))[0], rgb.shape[:2])
-        with tracker.measure("preprocess"):
-            batch = self.preprocess(rgb)
-        with tracker.measure("inference"):
-            ids = self.infer(batch)[0]
-        with tracker.measure("postprocess"):
-            return self.postprocess(ids, rgb.shape[:2])
+        return self.segment_batch([rgb], tracker)[0]
+
+    def segment_batch(self, frames: Sequence[np.ndarray],
+                      tracker: LatencyTracker | TrackerGroup | None = None) -> list[np.ndarray]:
+        """Several RGB frames (any sizes) through one network run: each is resized to the
+        network size, the batch is inferred at once, and each mask goes back to its own
+        frame's size. Each step is timed once for the whole batch in `tracker`."""
+        if not frames:
+            return []
+        timer = tracker if tracker is not None else _UNTIMED
+        with timer.measure("preprocess"):
+            batch = np.concatenate([self.preprocess(rgb) for rgb in frames])
+        with timer.measure("inference"):
+            ids = self.infer(batch)
+        with timer.measure("postprocess"):
+            return [self.postprocess(mask, rgb.shape[:2]) for mask, rgb in zip(ids, frames)]
+
+
+class _Untimed:
+    @staticmethod
+    @contextmanager
+    def measure(stage: str) -> Iterator[None]:
+        yield
+
+
+_UNTIMED = _Untimed()
