@@ -141,7 +141,9 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
         finally:
             rclpy.try_shutdown()
     finally:
-        stop.restore()
+        # The flag handlers stay until the process exits: a signal that comes while the
+        # interpreter winds down (torch takes seconds) must not end it with a traceback.
+        stop.starting = False
 
 
 def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals) -> int:
@@ -172,6 +174,8 @@ def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals)
         if node.context.ok() and not stop.requested:
             raise
     finally:
+        why = stop.received[0] if stop.received else "external shutdown"
+        _info(name, f"stopping ({why}): finishing the frame in flight, then the summary")
         node.close()
         node.destroy_node()
     return 0

@@ -69,6 +69,7 @@ class SegmentationServer:
 
     def __init__(self, node: Node, managed: bool = False):
         self.node = node
+        self.name = node.get_name()  # kept: after a shutdown the node's handle may be gone
         self.managed = managed
         self.settings: dict[str, Any] | None = None
         self.segmenter = None
@@ -83,12 +84,12 @@ class SegmentationServer:
     # -- life ----------------------------------------------------------------------------
     def configure(self, settings: dict[str, Any]) -> None:
         """Load and warm the model, create the publishers and the /diagnostics timer."""
+        self.settings = settings
+        self.node.get_logger().info(f"loading {settings['model_path']}")
         # Imported only now: torch takes seconds to import, and a wrong parameter should
         # fail at once.
         from uda_seg_core.inference import Segmenter
 
-        self.settings = settings
-        self.node.get_logger().info(f"loading {settings['model_path']}")
         self.segmenter = Segmenter.from_config(settings["model_path"], inference_config(settings))
         self.segmenter.warmup(settings["warmup_iters"])
         self.device = self.segmenter.device
@@ -150,13 +151,13 @@ class SegmentationServer:
         if self.node.context.ok():
             self.node.get_logger().info(line)
         else:  # after SIGINT/SIGTERM the context is gone and /rosout with it
-            print(f"[INFO] [{self.node.get_name()}]: {line}", file=sys.stderr, flush=True)
+            print(f"[INFO] [{self.name}]: {line}", file=sys.stderr, flush=True)
         if self.settings["stats_file"]:
             self._write_stats(self.settings["stats_file"])
 
     # -- topics --------------------------------------------------------------------------
     def _make_cameras(self, settings: dict[str, Any]) -> list[Camera]:
-        qos = QoSProfile(depth=5)
+        qos = QoSProfile(depth=1)
         if not settings["image_topics"]:
             # Like image_transport: remapping 'image' moves 'image/compressed' with it; the
             # outputs stay in the node's namespace.
@@ -266,6 +267,6 @@ class SegmentationServer:
             finally:
                 Path(tmp).unlink(missing_ok=True)
         except OSError as exc:
-            print(f"[ERROR] [{self.node.get_name()}]: cannot write stats_file={path} "
+            print(f"[ERROR] [{self.name}]: cannot write stats_file={path} "
                   f"({exc.strerror or exc}); the statistics: {json.dumps(self.stats())}",
                   file=sys.stderr, flush=True)

@@ -36,6 +36,7 @@ from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 
 PRECISIONS = ("fp32", "fp16")
+MAX_CLASSES = IGNORE_INDEX  # a mono8 mask holds ids 0-254; 255 is 'ignore', never a class
 OUTPUT_SIZES = ("input", "network")
 
 
@@ -156,7 +157,9 @@ class TorchBackend:
         from uda_seg_core.models import load_model
 
         model, ckpt = load_model(path, map_location="cpu")
-        return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last)
+        info = info_from_checkpoint(ckpt, path)
+        check_class_count(network_classes(model), info, ckpt.get("model_config", {}), path)
+        return cls(model, info, device, precision, channels_last)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -170,6 +173,43 @@ class TorchBackend:
             # 8x less to copy back than int64
             out = out.argmax(dim=1) if out.ndim == 4 else out
             return out.to(torch.uint8).cpu().numpy()
+
+
+def network_classes(model) -> int:
+    """How many classes `model` scores: the channels of its logits on a small blank input
+    (what the weights say, whatever the checkpoint's metadata claims)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, 64, 64)
+            out = model(x, aux_mode="eval") if hasattr(model, "aux_mode") else model(x)
+    finally:
+        model.train(was_training)
+    if isinstance(out, dict):  # torchvision segmentation models
+        out = out["out"]
+    return int(out.shape[1])
+
+
+def check_class_count(outputs: int, info: ModelInfo, model_config: dict,
+                      path: str | Path) -> None:
+    """The network's output count must be the declared class count, and fit a mono8 mask
+    (ids 0-254; 255 stays 'ignore'): a mismatch would publish ids that name no class."""
+    declared = len(info.class_names)
+    stored = model_config.get("num_classes", declared)
+    if outputs != declared or outputs != stored:
+        raise SegmenterError(
+            f"{path}: the network outputs {outputs} classes but the checkpoint declares "
+            f"{declared} class names (model_config.num_classes={stored}); the checkpoint is "
+            f"inconsistent: re-save it from its training run")
+    check_class_limit(outputs, path)
+
+
+def check_class_limit(classes: int, source: str | Path = "model") -> None:
+    if classes > MAX_CLASSES:
+        raise SegmenterError(
+            f"{source}: {classes} classes do not fit the mono8 class mask (ids 0-{MAX_CLASSES - 1}"
+            f", {IGNORE_INDEX} is reserved): at most {MAX_CLASSES} classes are served")
 
 
 def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
@@ -199,8 +239,7 @@ class Segmenter:
                  output_size: str = "input"):
         check_sizes(input_size, output_size)
         info = backend.info
-        if len(info.class_names) > IGNORE_INDEX:
-            raise SegmenterError(f"{len(info.class_names)} classes do not fit a uint8 mask")
+        check_class_limit(len(info.class_names), info.source or "model")
         self.backend = backend
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.output_size = output_size
