@@ -53,7 +53,8 @@ def test_bad_settings_exit_1_with_one_line_naming_the_problem(tmp_path, tiny_che
     at start (the old node failed at shutdown with a traceback and lost the statistics);
     an empty .pt ending in 'IndexError: list index out of range'; a malformed params YAML
     ending in a traceback from rclpy.init; stats_period:=0.0001 accepted (2,100
-    /diagnostics messages a second from an idle node)."""
+    /diagnostics messages a second from an idle node); two cameras whose outputs would
+    share one segmentation/ namespace."""
     a_file = tmp_path / "plain_file"
     a_file.write_text("x")
     empty = tmp_path / "empty.pt"
@@ -74,6 +75,8 @@ def test_bad_settings_exit_1_with_one_line_naming_the_problem(tmp_path, tiny_che
         "malformed.yaml: not valid YAML at line 4": (model, "--params-file", str(malformed)),
         "flat.yaml: expected '<node name or /\\*\\*>: ros__parameters": (
             model, "--params-file", str(flat)),
+        "two inputs in one namespace would publish to the same segmentation/ topics": (
+            model, "image_topics:=[/cam/image_raw,/cam/image_rect]"),
         "empty.pt is empty \\(0 bytes\\)": (f"model_path:={empty}", *NET),
         "garbage.pt: not a PyTorch checkpoint": (f"model_path:={garbage}", *NET),
     }

@@ -85,6 +85,7 @@ class SegmentationServer:
     def configure(self, settings: dict[str, Any]) -> None:
         """Load and warm the model, create the publishers and the /diagnostics timer."""
         self.settings = settings
+        self.cameras = self._make_cameras(settings)  # before the model: topic errors first
         self.node.get_logger().info(f"loading {settings['model_path']}")
         # Imported only now: torch takes seconds to import, and a wrong parameter should
         # fail at once.
@@ -93,7 +94,6 @@ class SegmentationServer:
         self.segmenter = Segmenter.from_config(settings["model_path"], inference_config(settings))
         self.segmenter.warmup(settings["warmup_iters"])
         self.device = self.segmenter.device
-        self.cameras = self._make_cameras(settings)
         self.pipeline = FramePipeline(
             [camera.topic for camera in self.cameras], decode=self._decode,
             segment=self.segmenter.segment_batch, publish=self._publish, check=self._check,
