@@ -94,12 +94,19 @@ def check_params_file(path: str) -> str | None:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return f"params file {path}: not valid YAML{where}: {problem}"
-    if not isinstance(data, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("ros__parameters"), dict)
-            for v in data.values()):
+    if not _holds_parameters(data):
         return (f"params file {path}: expected '<node name or /**>: ros__parameters: "
-                f"{{name: value, ...}}' at the top level")
+                f"{{name: value, ...}}' (node names may sit under namespaces)")
     return None
+
+
+def _holds_parameters(entry) -> bool:
+    """A mapping of node names (or namespaces, nested) down to `ros__parameters` mappings."""
+    if not isinstance(entry, dict) or not entry:
+        return False
+    if "ros__parameters" in entry:
+        return isinstance(entry["ros__parameters"], dict)
+    return all(_holds_parameters(value) for value in entry.values())
 
 
 def first_line(exc: BaseException) -> str:
