@@ -15,6 +15,7 @@ ROS_WHEELS = [
     "ros-kilted-std-msgs",
     "ros-kilted-diagnostic-msgs",
     "ros-kilted-builtin-interfaces",
+    "ros-kilted-lifecycle-msgs",  # the managed node (rclpy.lifecycle, rcl_lifecycle)
     # Without an RMW implementation `import rclpy` fails to load librmw_fastrtps_cpp.so.
     "ros-kilted-rmw-fastrtps-cpp",
 ]
@@ -68,6 +69,7 @@ setup(
             "uda-seg = uda_seg_core.cli:main",
             "uda-seg-bag = uda_seg_ros.bag:main",
             "segmentation_node = uda_seg_ros.segmentation_node:main",
+            "segmentation_lifecycle_node = uda_seg_ros.segmentation_lifecycle_node:main",
         ],
     },
 )

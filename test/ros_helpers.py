@@ -4,7 +4,8 @@
   the temp dir), so parallel pytest runs on one machine never see each other's topics;
 - `ros_env()`: os.environ for a child process on that domain, discovery on localhost;
 - `RosClient`: an rclpy context + node + executor spinning in a background thread, with
-  `publisher`, `collect` (a subscription that keeps messages) and `wait_for`;
+  `publisher`, `collect` (a subscription that keeps messages), `call` (a service) and
+  `wait_for`;
 - `NodeProcess`: a node subprocess with its output in a file, `stop(signal)` -> rc;
 
     client = RosClient()            # sets up this process for domain_id()
@@ -139,6 +140,7 @@ class RosClient:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._clients: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -158,6 +160,17 @@ class RosClient:
 
     def unsubscribe(self, collector: Collector) -> None:
         self.node.destroy_subscription(collector.subscription)
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
+        """Call service `name` (waiting for it first) and return the response."""
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} did not appear within {timeout} s")
+        future = client.call_async(request)
+        wait_for(future.done, timeout, message=f"the response of {name}")
+        return future.result()
 
     def wait_for_subscriber(self, publisher, timeout: float = 20.0) -> None:
         wait_for(lambda: publisher.get_subscription_count() > 0, timeout,

@@ -106,3 +106,24 @@ def test_fit_to_state_dict_reshapes_pruned_layers():
     x = torch.rand(1, 3, 9, 9)
     pruned.eval(), full.eval()
     assert torch.allclose(full(x), pruned(x))
+
+
+def test_empty_or_garbage_file_is_one_line_naming_the_file(tmp_path):
+    """Issue 14 #5. Mutants: an empty .pt reaching torch.load, whose EOFError has no
+    message (the old `str(exc).splitlines()[0]` raised IndexError: 'list index out of
+    range'); torch's paragraph advising weights_only=False passed on for garbage."""
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 3)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"format": "uda_seg.checkpoint/1", "state_dict": {"w": torch.zeros(64)}},
+               truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    for path, words in ((empty, "is empty (0 bytes)"), (garbage, "not a PyTorch checkpoint"),
+                        (truncated, "cannot read checkpoint")):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        text = str(info.value)
+        assert str(path) in text and words in text and "\n" not in text, text
+        assert "weights_only` set to `False`" not in text

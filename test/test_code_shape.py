@@ -5,8 +5,10 @@
 - In uda_seg_core a function-local import is only for an optional dependency (ONNX
   Runtime, matplotlib, tensorly-torch, TensorBoard) and says so in a comment: late imports
   of project modules hid the real dependency graph (117 of them hid three import cycles).
-  One exception, documented where it is: the torch backend of the Segmenter loads its
-  model loader late, so that a node serving ONNX never imports torchvision.
+  Two exceptions, documented where they are: the torch backend of the Segmenter loads its
+  model loader late, so that a node serving ONNX never imports torchvision; and the
+  inference package loads the Segmenter (torch) on first use, so that the ROS node checks
+  its parameters and installs its signal handlers before the long torch import.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_FUNCTION_LINES = 80
 OPTIONAL = ("onnxruntime", "matplotlib", "tltorch", "torch.utils.tensorboard")
 # (file, module) imported late for start-up time, with the reason beside it
-LATE_FOR_STARTUP = {("uda_seg_core/inference/segmenter.py", "uda_seg_core.models")}
+LATE_FOR_STARTUP = {("uda_seg_core/inference/segmenter.py", "uda_seg_core.models"),
+                    ("uda_seg_core/inference/__init__.py", "uda_seg_core.inference")}
 
 
 def functions(tree: ast.AST):

@@ -24,8 +24,9 @@ def install(colcon_install) -> Path:
 
 
 def test_installed_layout(install):
-    node = install / "lib" / "uda_seg_ros" / "segmentation_node"
-    assert node.is_file() and os.access(node, os.X_OK)
+    for executable in ("segmentation_node", "segmentation_lifecycle_node"):
+        node = install / "lib" / "uda_seg_ros" / executable
+        assert node.is_file() and os.access(node, os.X_OK), executable
     share = install / "share" / "uda_seg_ros"
     assert (share / "launch" / "segment.launch.py").read_text() == \
         (ROOT / "launch" / "segment.launch.py").read_text()

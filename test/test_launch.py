@@ -152,7 +152,11 @@ def test_launch_arguments_reach_the_node(launch_module):
 
 
 def test_params_file_matches_the_node_parameters():
-    from uda_seg_ros import segmentation_node as node
+    """Mutants: a default changed in one of InferenceConfig, the node's PARAMETERS and
+    config/segment.yaml but not the others (three definitions drifting apart), a node
+    parameter left out of the yaml, a yaml key the node does not have."""
+    from uda_seg_core.config import InferenceConfig
+    from uda_seg_ros import parameters as node
 
     data = yaml.safe_load(PARAMS_FILE.read_text())
     assert list(data) == ["/**"]  # any namespace and node name
@@ -167,6 +171,10 @@ def test_params_file_matches_the_node_parameters():
             assert value in param.choices
         if param.range:
             assert param.range[0] <= value <= param.range[1]
+    # InferenceConfig is the one definition of the inference defaults and choices.
+    assert node.inference_config(params) == InferenceConfig()
+    assert declared["precision"].choices == ("fp32", "fp16")
+    assert declared["output_size"].choices == ("input", "network")
 
 
 def test_managed_starts_the_lifecycle_node_with_the_same_settings(launch_module):

@@ -248,16 +248,14 @@ def test_ros2_launch_namespace_and_relative_remap(launched):
     assert (mask.height, mask.width, mask.encoding) == (IMAGE_H, IMAGE_W, "mono8")
 
 
-@pytest.mark.xfail(strict=True, reason="the node on this branch dies of a second SIGINT "
-                   "during its shutdown (KeyboardInterrupt traceback, exit -2): issue 14 item 1, "
-                   "fixed on the node branch; remove this mark when that lands")
 def test_ros2_launch_ctrl_c_twice_stops_the_node_cleanly(launched):
     """Ctrl-C to a non-interactive `ros2 launch` (under systemd, in CI), twice 0.5 s apart:
     the node gets the group's SIGINT, the one launch forwards, and the second Ctrl-C's
     while it shuts down. launch exits 0 and the node exits 0 after its summary line, no
-    traceback. Mutant (today's node): a second SIGINT that interrupts the shutdown
-    (KeyboardInterrupt traceback, exit -2). With one Ctrl-C alone it fails too, in about
-    one run of four here (the forwarded SIGINT lands during the shutdown or not)."""
+    traceback. Mutant (the node before its StopSignals fix): a second SIGINT that interrupts
+    the shutdown (KeyboardInterrupt traceback, exit -2). With one Ctrl-C alone that node
+    failed too, in about one run of four (the forwarded SIGINT lands during the shutdown
+    or not)."""
     rc, log = launched["cli exit"]
     assert rc == 0, log[-3000:]
     assert "process has finished cleanly" in log, log[-3000:]

@@ -8,10 +8,6 @@ test owns one of them and ends it:
 - "manual": managed:=true, namespace /lc: unconfigured until the test configures it;
 - "auto": managed:=true autostart:=true, namespace /lcauto: active by itself.
 
-The executable segmentation_lifecycle_node comes from the node branch; until it is merged
-these tests cannot pass (ros2 launch stops at once: executable not found), hence the
-non-strict xfail marks, to be removed after that merge.
-
     .venv/bin/pytest test/test_real_launch_managed.py -q
 """
 from __future__ import annotations
@@ -36,8 +32,6 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import RosClient, wait_for
 from sensor_msgs.msg import Image
 
-NEEDS_NODE = pytest.mark.xfail(strict=False,
-                               reason="needs segmentation_lifecycle_node from the node branch")
 NET_H, NET_W = 48, 64
 START_TIMEOUT_S = 240.0  # two torch processes on a loaded 2-core machine
 CONFIGURE_TIMEOUT_S = 180.0  # configure loads and warms the model
@@ -129,7 +123,6 @@ def assert_clean_exit(rc: int, log: str) -> None:
     assert "process has finished cleanly" in log and "Traceback" not in log, log[-3000:]
 
 
-@NEEDS_NODE
 def test_every_transition_through_the_standard_services(managed, tiny_checkpoint):
     """managed:=true starts segmentation_lifecycle_node unconfigured, with the launch's
     parameters; configure -> inactive, activate -> masks with the header copied,
@@ -163,7 +156,6 @@ def test_every_transition_through_the_standard_services(managed, tiny_checkpoint
     assert_clean_exit(*m.ctrl_c_exit())
 
 
-@NEEDS_NODE
 def test_autostart_reaches_active_and_a_deactivate_holds(managed):
     """managed:=true autostart:=true: the launch configures and activates the node by
     itself; masks come back; a deactivate from outside is not undone by the launch; Ctrl-C

@@ -106,6 +106,21 @@ def test_segment_chains_the_steps_and_times_them(seg):
         assert tracker.percentiles(stage)["count"] == 1
 
 
+def test_segment_batch_equals_one_frame_at_a_time(seg):
+    """Mutants: masks of a batch returned in another order, each resized to the first
+    frame's size, or the batch run through the network once per frame (three inference
+    samples instead of one)."""
+    frames = [image(60, 80, seed=4), image(30, 40, seed=5), image(H, W, seed=6)]
+    tracker = LatencyTracker()
+    masks = seg.segment_batch(frames, tracker)
+    assert [m.shape for m in masks] == [(60, 80), (30, 40), (H, W)]
+    for rgb, mask in zip(frames, masks):
+        np.testing.assert_array_equal(mask, seg.segment(rgb))
+    for stage in ("preprocess", "inference", "postprocess"):
+        assert tracker.percentiles(stage)["count"] == 1
+    assert seg.segment_batch([]) == []
+
+
 def test_colorize_and_overlay(seg):
     ids = np.array([[0, 1], [11, 5]], dtype=np.uint8)
     colour = seg.colorize(ids)
@@ -209,3 +224,51 @@ def test_register_backend_adds_name_and_extensions(monkeypatch):
     register_backend("constant", ConstantBackend, [".C1", ".c2"])
     assert segmenter.BACKENDS["constant"] is ConstantBackend
     assert segmenter.EXTENSIONS[".c1"] == "constant" and segmenter.EXTENSIONS[".c2"] == "constant"
+
+
+def save_with_classes(path, outputs: int, declared: int | None = None, **extra):
+    """A random BiSeNet-R18 with `outputs` classifier channels, saved as declaring
+    `declared` classes (its model_config and class names)."""
+    from uda_seg_core.checkpoint import save_checkpoint
+    from uda_seg_core.config import Config
+    from uda_seg_core.models import build_segmentation_model
+
+    cfg = Config()
+    cfg.model.backbone = "resnet18"
+    cfg.model.num_classes = outputs
+    model = build_segmentation_model(cfg.model)
+    cfg.model.num_classes = outputs if declared is None else declared
+    return save_checkpoint(path, model, cfg, **extra)
+
+
+def test_a_checkpoint_whose_classifier_disagrees_with_its_classes_is_refused(tmp_path):
+    """Issue 14 #6. Mutant: no check of the network's output count, so a classifier with
+    19 outputs declaring 12 classes loads (its head is reshaped to fit the weights) and
+    serves ids up to 18 that name no class."""
+    path = save_with_classes(tmp_path / "inconsistent.pt", outputs=19, declared=12)
+    with pytest.raises(SegmenterError, match=r"outputs 19 classes but .* declares 12") as info:
+        Segmenter.from_checkpoint(path, device="cpu", input_size=(H, W))
+    assert str(path) in str(info.value)
+
+
+def test_more_than_255_classes_are_refused_not_wrapped(tmp_path):
+    """Issue 14 #6. Mutants: a 300-class model served with its ids wrapped modulo 256 in
+    the mono8 mask (class 299 published as 43); the limit off by one (255 classes, ids
+    0-254, must still be served; 256 must not)."""
+    names = [f"c{i}" for i in range(300)]
+    palette = [[i % 256, 0, 0] for i in range(300)]
+    big = save_with_classes(tmp_path / "c300.pt", 300, class_names=names, palette=palette)
+    with pytest.raises(SegmenterError, match=r"300 classes do not fit the mono8 class mask"):
+        Segmenter.from_checkpoint(big, device="cpu", input_size=(H, W))
+    undeclared = save_with_classes(tmp_path / "c300_12names.pt", 300)  # names default to 12
+    with pytest.raises(SegmenterError, match="outputs 300 classes but"):
+        Segmenter.from_checkpoint(undeclared, device="cpu", input_size=(H, W))
+    info = ModelInfo(class_names=names[:256], palette=np.zeros((256, 3), np.uint8),
+                     mean=[0.0] * 3, std=[1.0] * 3)
+    backend = ConstantBackend("x", device="cpu", precision="fp32", channels_last=False)
+    backend.info = info
+    with pytest.raises(SegmenterError, match="256 classes"):
+        Segmenter(backend, (8, 8))
+    backend.info = ModelInfo(class_names=names[:255], palette=np.zeros((255, 3), np.uint8),
+                             mean=[0.0] * 3, std=[1.0] * 3)
+    assert len(Segmenter(backend, (8, 8)).class_names) == 255

@@ -13,6 +13,7 @@ network a checkpoint describes (structured-pruned widths included) is
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or "
+                              f"save? use the file training wrote (runs/<name>/best.pt)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, wrong file type...
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-        ) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(exc)}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise CheckpointError(
             f"{path} is not a uda_seg checkpoint (expected a dict with format '{FORMAT}' "
             f"and a state_dict)"
         )
     return ckpt
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """One line for a torch.load failure (some carry no message, some a paragraph)."""
+    if isinstance(exc, pickle.UnpicklingError):  # torch's advice to drop weights_only: no
+        return ("not a PyTorch checkpoint, or one that holds code (refused: a checkpoint is "
+                "loaded as data)")
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else f"{type(exc).__name__} (truncated?)"
 
 
 def checkpoint_config(ckpt: dict) -> Config:

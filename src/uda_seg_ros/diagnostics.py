@@ -7,11 +7,15 @@ diagnostic_aggregator, `ros2 topic echo /diagnostics` or rqt_runtime_monitor can
     <stage>_p50_ms, <stage>_p90_ms, <stage>_p99_ms, <stage>_max_ms, <stage>_count
 
 Level: OK while frames flow; WARN when frames were rejected or inference failed since
-the previous report, or accepted frames did not finish, or none were processed yet;
+the previous report, or accepted frames did not finish (frames that a deactivated managed
+node only counts are not accepted), or none were processed yet;
 ERROR when inference failed on every frame since the previous report.
 
     array = build_diagnostics(tracker.summary(), stamp, name="uda_segmentation")
     values = status_values(array.status[0])          # {"fps": "14.9", ...}
+
+A node serving several cameras adds one status per camera after the total's, named
+"<node>: segmentation <input topic>", from the summary's "cameras" entry.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def diagnostic_level(summary: dict, previous: dict | None) -> tuple[bytes, str]:
         return now.get(name, 0) - before.get(name, 0)
 
     processed, failed = delta("processed"), delta("failed")
-    accepted = delta("received") - delta("rejected")
+    accepted = delta("received") - delta("rejected") - delta("inactive")
     if failed > 0 and processed == 0:
         return (DiagnosticStatus.ERROR,
                 f"segmentation failed on all {failed} frames since the last report")
@@ -55,16 +59,26 @@ def diagnostic_level(summary: dict, previous: dict | None) -> tuple[bytes, str]:
     return DiagnosticStatus.OK, f"{summary['fps']:.1f} fps"
 
 
+def build_status(summary: dict, name: str, hardware_id: str = "",
+                 previous: dict | None = None) -> DiagnosticStatus:
+    """One DiagnosticStatus named `name` from a LatencyTracker summary."""
+    level, message = diagnostic_level(summary, previous)
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
+    status.values = [KeyValue(key=key, value=value) for key, value in summary_values(summary)]
+    return status
+
+
 def build_diagnostics(summary: dict, stamp, name: str, hardware_id: str = "",
                       previous: dict | None = None) -> DiagnosticArray:
-    """A DiagnosticArray with one status for the node, stamped `stamp`."""
-    level, message = diagnostic_level(summary, previous)
-    status = DiagnosticStatus(level=level, name=f"{name}: segmentation", message=message,
-                              hardware_id=hardware_id)
-    status.values = [KeyValue(key=key, value=value) for key, value in summary_values(summary)]
+    """A DiagnosticArray stamped `stamp`: the node's status, then one per camera when the
+    summary has "cameras" (each judged against its own previous counters)."""
     array = DiagnosticArray()
     array.header.stamp = stamp
-    array.status = [status]
+    array.status = [build_status(summary, f"{name}: segmentation", hardware_id, previous)]
+    before = (previous or {}).get("cameras", {})
+    for topic, camera in summary.get("cameras", {}).items():
+        array.status.append(build_status(camera, f"{name}: segmentation {topic}", hardware_id,
+                                         before.get(topic)))
     return array
 
 

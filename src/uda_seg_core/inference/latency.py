@@ -9,13 +9,16 @@ inference, postprocess, publish, end-to-end) and report percentiles over the las
         ids = segmenter.infer(batch)
     tracker.count("processed")
     print(tracker.format_summary())
+
+A `TrackerGroup` times one step into several trackers at once: the inference of a batch
+of frames from several cameras is a sample of each camera's `inference` stage.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -121,3 +124,26 @@ class LatencyTracker:
                 parts.append(f"{stage}[ms] p50={stats['p50']:.1f} p99={stats['p99']:.1f} "
                              f"max={stats['max']:.1f}")
         return " | ".join(parts)
+
+
+class TrackerGroup:
+    """Several LatencyTrackers timed as one: `measure(stage)` adds the same sample to each
+    (a batched step is one sample of every member frame's stage)."""
+
+    def __init__(self, trackers: Iterable[LatencyTracker]):
+        self.trackers: list[LatencyTracker] = []
+        for tracker in trackers:
+            if all(tracker is not known for known in self.trackers):
+                self.trackers.append(tracker)
+
+    def record(self, stage: str, seconds: float) -> None:
+        for tracker in self.trackers:
+            tracker.record(stage, seconds)
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record(stage, time.perf_counter() - start)

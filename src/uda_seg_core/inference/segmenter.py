@@ -9,6 +9,8 @@ decode / preprocess / inference / postprocess separately):
     ids = seg.infer(batch)[0]                    # hxw uint8 class ids
     mask = seg.postprocess(ids, rgb.shape[:2])   # back to HxW (nearest) if output_size='input'
     colour, blend = seg.colorize(mask), seg.overlay(rgb, mask, alpha=0.5)
+    mask = seg.segment(rgb, tracker)             # the three steps, each timed in a LatencyTracker
+    masks = seg.segment_batch([rgb_a, rgb_b], tracker)  # several frames, one network run
 
 Inference runs behind a small backend interface (`infer(batch) -> ids`) chosen from the
 `BACKENDS` registry, by name or, with backend='auto', by the model file's extension.
@@ -18,7 +20,8 @@ The PyTorch backend is built in; others (ONNX Runtime) register themselves with
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,10 +32,11 @@ import torch
 
 from uda_seg_core import runtime
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
-from uda_seg_core.inference.latency import LatencyTracker
+from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 
 PRECISIONS = ("fp32", "fp16")
+MAX_CLASSES = IGNORE_INDEX  # a mono8 mask holds ids 0-254; 255 is 'ignore', never a class
 OUTPUT_SIZES = ("input", "network")
 
 
@@ -165,8 +169,9 @@ class TorchBackend:
         from uda_seg_core.models import load_model
 
         model, ckpt = load_model(path, map_location="cpu")
-        return cls(model, info_from_checkpoint(ckpt, path), device, precision, channels_last,
-                   threads)
+        info = info_from_checkpoint(ckpt, path)
+        check_class_count(network_classes(model), info, ckpt.get("model_config", {}), path)
+        return cls(model, info, device, precision, channels_last, threads)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -180,6 +185,43 @@ class TorchBackend:
             # 8x less to copy back than int64
             out = out.argmax(dim=1) if out.ndim == 4 else out
             return out.to(torch.uint8).cpu().numpy()
+
+
+def network_classes(model) -> int:
+    """How many classes `model` scores: the channels of its logits on a small blank input
+    (what the weights say, whatever the checkpoint's metadata claims)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, 64, 64)
+            out = model(x, aux_mode="eval") if hasattr(model, "aux_mode") else model(x)
+    finally:
+        model.train(was_training)
+    if isinstance(out, dict):  # torchvision segmentation models
+        out = out["out"]
+    return int(out.shape[1])
+
+
+def check_class_count(outputs: int, info: ModelInfo, model_config: dict,
+                      path: str | Path) -> None:
+    """The network's output count must be the declared class count, and fit a mono8 mask
+    (ids 0-254; 255 stays 'ignore'): a mismatch would publish ids that name no class."""
+    declared = len(info.class_names)
+    stored = model_config.get("num_classes", declared)
+    if outputs != declared or outputs != stored:
+        raise SegmenterError(
+            f"{path}: the network outputs {outputs} classes but the checkpoint declares "
+            f"{declared} class names (model_config.num_classes={stored}); the checkpoint is "
+            f"inconsistent: re-save it from its training run")
+    check_class_limit(outputs, path)
+
+
+def check_class_limit(classes: int, source: str | Path = "model") -> None:
+    if classes > MAX_CLASSES:
+        raise SegmenterError(
+            f"{source}: {classes} classes do not fit the mono8 class mask (ids 0-{MAX_CLASSES - 1}"
+            f", {IGNORE_INDEX} is reserved): at most {MAX_CLASSES} classes are served")
 
 
 def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
@@ -222,8 +264,7 @@ class Segmenter:
                  output_size: str = "input"):
         check_sizes(input_size, output_size)
         info = backend.info
-        if len(info.class_names) > IGNORE_INDEX:
-            raise SegmenterError(f"{len(info.class_names)} classes do not fit a uint8 mask")
+        check_class_limit(len(info.class_names), info.source or "model")
         self.backend = backend
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.output_size = output_size
@@ -309,13 +350,32 @@ class Segmenter:
         for _ in range(max(0, int(iterations))):
             self.infer(blank)
 
-    def segment(self, rgb: np.ndarray, tracker: LatencyTracker | None = None) -> np.ndarray:
+    def segment(self, rgb: np.ndarray, tracker: LatencyTracker | TrackerGroup | None = None
+                ) -> np.ndarray:
         """preprocess -> infer -> postprocess; each step timed in `tracker` when given."""
-        if tracker is None:
-            return self.postprocess(self.infer(self.preprocess(rgb))[0], rgb.shape[:2])
-        with tracker.measure("preprocess"):
-            batch = self.preprocess(rgb)
-        with tracker.measure("inference"):
-            ids = self.infer(batch)[0]
-        with tracker.measure("postprocess"):
-            return self.postprocess(ids, rgb.shape[:2])
+        return self.segment_batch([rgb], tracker)[0]
+
+    def segment_batch(self, frames: Sequence[np.ndarray],
+                      tracker: LatencyTracker | TrackerGroup | None = None) -> list[np.ndarray]:
+        """Several RGB frames (any sizes) through one network run: each is resized to the
+        network size, the batch is inferred at once, and each mask goes back to its own
+        frame's size. Each step is timed once for the whole batch in `tracker`."""
+        if not frames:
+            return []
+        timer = tracker if tracker is not None else _UNTIMED
+        with timer.measure("preprocess"):
+            batch = np.concatenate([self.preprocess(rgb) for rgb in frames])
+        with timer.measure("inference"):
+            ids = self.infer(batch)
+        with timer.measure("postprocess"):
+            return [self.postprocess(mask, rgb.shape[:2]) for mask, rgb in zip(ids, frames)]
+
+
+class _Untimed:
+    @staticmethod
+    @contextmanager
+    def measure(stage: str) -> Iterator[None]:
+        yield
+
+
+_UNTIMED = _Untimed()
