@@ -328,5 +328,6 @@ def test_large_allowed_frames_leave_memory_flat_and_bigger_ones_are_refused(larg
     pub.publish(refused)
     wait_for(lambda: proc.output().count("more than the input budget") > before, 30,
              message="the over-budget frame rejected")
-    assert "png CompressedImage declares 3200x3200 pixels, more than the input budget of " \
-           "10000000 (max_input_pixels)" in proc.output()
+    assert "declares 3200x3200 = 10240000 pixels, more than the input budget of 10000000 " \
+           "pixels" in proc.output()
+    assert "raise the node's max_input_pixels" in proc.output()

@@ -93,7 +93,7 @@ def _check_budget(what: str, height: int, width: int, max_pixels: int) -> None:
         raise ImageConversionError(
             f"{what} declares {width}x{height} = {height * width} pixels, more than the input "
             f"budget of {max_pixels} pixels; refused before decoding (send smaller frames or "
-            f"raise the budget)"
+            f"raise the node's max_input_pixels)"
         )
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import rclpy
 import yaml
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 try:  # Humble and later
@@ -64,6 +65,14 @@ class StopSignals:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def ignore_from_now(self) -> None:
+        """Once the node has closed: SIG_IGN, which the interpreter keeps while it winds down
+        (it puts SIG_DFL back in place of a Python handler during finalisation, so a late
+        second Ctrl-C would otherwise end a clean stop with exit -2)."""
+        self.starting = False
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def params_files(args: Sequence[str]) -> list[str]:
@@ -148,15 +157,18 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
         finally:
             rclpy.try_shutdown()
     finally:
-        # The flag handlers stay until the process exits: a signal that comes while the
-        # interpreter winds down (torch takes seconds) must not end it with a traceback.
-        stop.starting = False
+        # A signal that comes while the interpreter winds down (torch takes seconds) must
+        # not end a clean stop with a traceback or a signal exit.
+        stop.ignore_from_now()
 
 
 def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals) -> int:
     node = None
     try:
         stop.starting = True
+        # Made before the node, not by rclpy.spin: a signal landing while spin built its
+        # executor left a half-made one ('no attribute _sigint_gc' printed from __del__).
+        executor = SingleThreadedExecutor()
         node = make_node()
         stop.starting = False
     except StartInterrupted as exc:
@@ -172,7 +184,8 @@ def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals)
     finally:
         stop.starting = False
     try:
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -184,5 +197,6 @@ def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals)
         why = stop.received[0] if stop.received else "external shutdown"
         _info(name, f"stopping ({why}): finishing the frame in flight, then the summary")
         node.close()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
     return 0
