@@ -13,6 +13,7 @@ from data_fixtures import write_camvid_segnet, write_idda
 from uda_seg_core.cli import main
 from uda_seg_core.config import load_config
 from uda_seg_core.runtime import DistInfo
+from uda_seg_core.study.real import RealStudySettings, plan
 from uda_seg_core.train.loaders import target_loader
 
 DRIVES = {"0001TP": 2, "0006R0": 3, "0016E5": 2}
@@ -85,3 +86,18 @@ def test_a_held_out_drive_that_does_not_exist_is_named(tmp_path, study_data, cap
     assert main(["real-study", "--camvid", str(camvid), "--sim", str(sim), "--profile",
                  str(profile), "--out", str(tmp_path / "s"), "--heldout", "Seq05VD"]) == 2
     assert "Seq05VD not in" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_adaptation_settings_win_over_the_settings_for_every_run(study_data):
+    """`--set train.max_iters=1500 --adapt-set train.max_iters=600`: source only trains
+    1500 iterations, the adaptation stage 600. Bug guarded: --set applied last, so every
+    adaptation row silently trained the source stage's length (2.5x the planned time)."""
+    camvid, sim, profile = study_data
+    runs = plan(RealStudySettings(camvid=str(camvid), sim=str(sim), profile=str(profile),
+                                  seeds=(0,), only=("fcd",),
+                                  overrides=["train.max_iters=1500", "train.val_every=500"],
+                                  adaptation=["train.max_iters=600", "train.batch_size=4"]))
+    cfg = {r.name: r.cfg for r in runs}
+    assert cfg["source_only_s0"].train.max_iters == 1500
+    assert cfg["fcd_s0"].train.max_iters == 600 and cfg["fcd_s0"].train.batch_size == 4
+    assert cfg["fcd_s0"].train.val_every == 500  # what the stage does not set, --set does

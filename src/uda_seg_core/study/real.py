@@ -165,10 +165,11 @@ def run_config(s: RealStudySettings, method: Method, seed: int, name: str,
     else:
         data += [f"data.source_root={s.sim}", "data.source_format=auto"]
     run = [f"train.seed={seed}", f"train.out_dir={s.out}", f"train.run_name={name}"]
+    stage = []  # after --set: the adaptation stage's own settings win for its rows
     if method.base:
-        run += [*s.adaptation,
-                f"train.init_from={Path(s.out) / f'{method.base}_s{seed}' / 'best.pt'}"]
-    return load_config(s.profile, [*data, *method.overrides, *run, *s.overrides])
+        stage = [*s.adaptation,
+                 f"train.init_from={Path(s.out) / f'{method.base}_s{seed}' / 'best.pt'}"]
+    return load_config(s.profile, [*data, *method.overrides, *run, *s.overrides, *stage])
 
 
 def plan(s: RealStudySettings) -> list[PlannedRun]:
