@@ -74,9 +74,14 @@ def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
     assert not list(docs.rglob("*.pt"))
 
     stamp = (out / "fcd_s0" / "best.pt").stat().st_mtime_ns
+    wall = summary["runs"]["fcd_s0"]["wall_seconds"]
+    assert wall > 0
     assert main(args) == 0  # everything finished: nothing retrains
     assert (out / "fcd_s0" / "best.pt").stat().st_mtime_ns == stamp
     assert main([*args, "--report", "--figure", "source_only_s0/best.pt", "fcd_s0/best.pt"]) == 0
+    # the wall time measured when the run trained survives reruns and --report (it was lost)
+    again = json.loads((out / "summary.json").read_text())
+    assert again["runs"]["fcd_s0"]["wall_seconds"] == wall
     figure = docs / "fig5_camvid_val.png"
     assert figure.is_file() and figure.stat().st_size > 1000
 

@@ -256,8 +256,11 @@ def evaluations(run: PlannedRun, s: RealStudySettings, out: Path, say: Say) -> d
     return result
 
 
-def run_record(run: PlannedRun, out: Path, figures: dict, seconds: float) -> dict:
-    """What the summary keeps of one run (small: no per-pixel data)."""
+def run_record(run: PlannedRun, out: Path, figures: dict, seconds: float,
+               earlier: dict | None = None) -> dict:
+    """What the summary keeps of one run (small: no per-pixel data). `seconds` = 0 (the run
+    was not trained by this invocation: skipped, or `--report`) keeps the wall time the
+    `earlier` record measured."""
     keep = ("miou", "miou_all", "pixel_accuracy", "per_class_iou", "images")
     record = {"method": run.method.name, "seed": run.seed, "command": run.method.command,
               **{k: {f: v[f] for f in keep if f in v} for k, v in figures.items()}}
@@ -268,7 +271,9 @@ def run_record(run: PlannedRun, out: Path, figures: dict, seconds: float) -> dic
                       seconds_per_iteration=doc.get("seconds_per_iteration"),
                       best_iteration=(doc.get("best") or {}).get("iteration"))
     if seconds:
-        record["wall_seconds_last_session"] = round(seconds, 1)
+        record["wall_seconds"] = round(seconds, 1)
+    elif (earlier or {}).get("wall_seconds"):
+        record["wall_seconds"] = earlier["wall_seconds"]
     return record
 
 
@@ -314,7 +319,8 @@ def run_study(s: RealStudySettings, say: Say = print) -> dict:
                        else train_run(run, out, say, s.dry_run))
         if s.dry_run:
             continue
-        records[run.name] = run_record(run, out, evaluations(run, s, out, say), seconds)
+        records[run.name] = run_record(run, out, evaluations(run, s, out, say), seconds,
+                                       records.get(run.name))
         write_summary(out, s, seen, records)
     summary = write_summary(out, s, seen, records)
     if s.docs:
@@ -356,15 +362,19 @@ def report_markdown(summary: dict) -> str:
     lines = [f"mIoU (%, 11 named classes) on real CamVid; source: simulator "
              f"({summary['sim']}); adaptation drives {', '.join(summary['adaptation_drives'])}; "
              f"held-out drive {held} (train-split labels, never seen by adaptation).", "",
-             f"| row | seeds | val (0016E5) | held-out ({held}) | s/iteration |",
-             "|---|---|---|---|---|"]
+             f"| row | seeds | val (0016E5) | held-out ({held}) | s/iteration | wall min |",
+             "|---|---|---|---|---|---|"]
     for name, row in summary["rows"].items():
         per_it = [r.get("seconds_per_iteration") for r in summary["runs"].values()
                   if r["method"] == name and r.get("seconds_per_iteration")]
         speed = f"{statistics.fmean(per_it):.2f}" if per_it else "-"
+        walls = [r["wall_seconds"] / 60 for r in summary["runs"].values()
+                 if r["method"] == name and r.get("wall_seconds")]
+        wall = "/".join(f"{w:.1f}" for w in walls) or "-"
         lines.append(f"| {row['label']} | {len(row['seeds'])} | {_cell(row.get('val'))} | "
-                     f"{_cell(row.get('heldout'))} | {speed} |")
-    lines += ["", "mean ± sample standard deviation (per-seed values) where several seeds ran."]
+                     f"{_cell(row.get('heldout'))} | {speed} | {wall} |")
+    lines += ["", "mean ± sample standard deviation (per-seed values) where several seeds ran; "
+              "wall min: each seed's run, as measured when it was trained."]
     return "\n".join(lines) + "\n"
 
 
