@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/training_speed.py --camvid ../shared/data/CamVid-SegNet
     .venv/bin/python benchmarks/training_speed.py --repeats 8 --no-compile     # quicker
 
-The step is config/real_cpu.yaml's: BiSeNet-R18, batch 8 of 180x240 crops, eq. 4 with the
-ce+dice term, SGD. In one process, after warm-up, interleaved (every repeat runs every case
-once, in a shuffled order, so machine load falls on all alike), median seconds per step:
+The step is config/real_cpu.yaml's: BiSeNet-R18, its batch of crop_size crops (8 x
+192x256), eq. 4 with the ce+dice term, SGD. In one process, after warm-up, interleaved
+(every repeat runs every case once, in a shuffled order, so machine load falls on all
+alike), median seconds per step:
 
 - memory format: contiguous (NCHW) vs channels_last;
 - torch.compile (Inductor, default mode) vs eager, each format;
