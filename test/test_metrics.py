@@ -127,3 +127,28 @@ def test_summary_keys_table_layout_and_default_class_names():
     assert lines[:2] == ["| class | IoU |", "|---|---:|"] and lines[2] == "| 0 | 1.000 |"
     assert lines[-3:] == ["| **mIoU (named classes)** | 0.500 |", "| **mIoU (all 3)** | 0.500 |",
                           "| **pixel accuracy** | 0.667 |"]
+
+
+class _Heads(torch.nn.Module):
+    """A network in train mode: (main, aux1, aux2) logits, each pointing at another class."""
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        heads = []
+        for winner in (2, 0, 1):
+            logits = torch.zeros(n, 3, h, w)
+            logits[:, winner] = 1.0
+            heads.append(logits)
+        return tuple(heads)
+
+
+def test_predict_ids_reads_the_main_head_of_a_tuple_and_keeps_the_size_when_none_is_asked():
+    """Bugs guarded: ids taken from an auxiliary head (output[1]) or the tuple passed on
+    whole; `size=None` treated as a size to resize to (`size is not None or ...`)."""
+    from uda_seg_core.metrics import predict_ids
+
+    images = torch.zeros(2, 3, 4, 6)
+    ids = predict_ids(_Heads(), images)
+    assert ids.shape == (2, 4, 6) and bool((ids == 2).all())
+    bigger = predict_ids(_Heads(), images, size=(8, 12))
+    assert bigger.shape == (2, 8, 12) and bool((bigger == 2).all())
