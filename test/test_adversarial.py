@@ -53,6 +53,20 @@ def changed(before: dict, module) -> list[str]:
     return [k for k, v in module.named_parameters() if not torch.equal(before[k], v.detach())]
 
 
+def test_the_discriminator_sees_class_probabilities_of_both_domains():
+    """Bug guarded (a surviving mutant of `make mutants`): the source prediction P_s that D
+    is trained on normalised over the wrong axis (softmax over rows instead of classes),
+    so D learns source from target by an artefact of the normalisation."""
+    cfg = tiny_cfg()
+    model, d, opt_g, _ = build(cfg)
+    source, target = batches()
+    _, p_s, p_t = generator_step(model, d, opt_g, source, target, cfg)
+    for p in (p_s, p_t):
+        assert p.shape == (2, 12, 48, 64) and not p.requires_grad
+        assert torch.allclose(p.sum(dim=1), torch.ones(2, 48, 64), atol=1e-5)
+        assert float(p.min()) >= 0.0
+
+
 @pytest.mark.parametrize("name", ["fcd", "tfd", "dwd"])
 def test_one_step_moves_generator_and_discriminator(name):
     cfg = tiny_cfg(discriminator=name)

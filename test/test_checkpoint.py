@@ -127,3 +127,35 @@ def test_empty_or_garbage_file_is_one_line_naming_the_file(tmp_path):
         text = str(info.value)
         assert str(path) in text and words in text and "\n" not in text, text
         assert "weights_only` set to `False`" not in text
+
+
+def test_a_checkpoint_needs_both_its_format_and_its_weights(tmp_path):
+    """Bugs guarded (surviving mutants of `make mutants`): the check joined with `and`, so a
+    file with the format but no weights, or weights without the format (another project's
+    file), would be loaded and fail later, far from the file's name."""
+    from uda_seg_core.checkpoint import FORMAT
+
+    for name, payload in (("no_weights", {"format": FORMAT}),
+                          ("no_format", {"state_dict": {"w": torch.zeros(1)}}),
+                          ("other_format", {"format": "x/1", "state_dict": {}})):
+        path = tmp_path / f"{name}.pt"
+        torch.save(payload, path)
+        with pytest.raises(CheckpointError, match=f"{name}.pt is not a uda_seg checkpoint"):
+            load_checkpoint(path)
+
+
+def test_checkpoint_config_takes_the_stored_config_and_normalisation():
+    """Bugs guarded (surviving mutants): the stored config ignored (defaults always) or
+    required (a checkpoint without one fails), and the stored mean / std ignored: the
+    network would be fed frames normalised differently from its training."""
+    from uda_seg_core.checkpoint import checkpoint_config
+    from uda_seg_core.config import to_dict
+
+    cfg = tiny_config("resnet34")
+    stored = checkpoint_config({"config": to_dict(cfg), "mean": [0.1, 0.2, 0.3],
+                                "std": [0.4, 0.5, 0.6]})
+    assert stored.model.backbone == "resnet34"
+    assert stored.data.mean == [0.1, 0.2, 0.3] and stored.data.std == [0.4, 0.5, 0.6]
+    bare = checkpoint_config({})
+    assert bare.model.backbone == Config().model.backbone
+    assert bare.data.mean == Config().data.mean and bare.data.std == Config().data.std
