@@ -48,7 +48,7 @@ benchmark: setup
 	$(PY) benchmarks/inference_speed.py
 
 # Mutation testing of the code the README's claims rest on (setup.cfg [mutmut] says which
-# files and tests); about 15 min on 2 cores. Survivors: README.md, "Tests". Not in `test`.
+# files and tests); 1250 mutants, 30 min on 2 cores (idle). Survivors: README.md, "Tests". Not in `test`.
 mutants: setup
 	rm -rf mutants
 	OMP_NUM_THREADS=1 PYTHONPATH=src $(VENV)/bin/mutmut run
