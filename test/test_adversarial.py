@@ -206,3 +206,30 @@ def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
     weights = [v for k, v in d_state.items() if k.endswith("weight")]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert 0.19 <= zeros <= 0.21  # global 0.2, masks kept through both epochs
+
+
+def test_pruning_hooks_prune_to_the_schedule_of_the_epoch_they_are_in():
+    """Bugs guarded (surviving mutants of `make mutants`): a resume in the middle of epoch 3
+    that re-prunes to another epoch's target (`iteration // per_epoch + 2`, `- 1`), or that
+    prunes at an epoch boundary (where the epoch hook is about to), or without kept masks;
+    the epoch hook's metric names."""
+    from uda_seg_core.pruning import sparsity_report
+    from uda_seg_core.train.adversarial import pruning_hooks
+
+    cfg = tiny_cfg()
+    cfg.adapt.prune, cfg.adapt.prune_rate, cfg.adapt.prune_keep_masks = "incremental", 0.1, True
+    assert pruning_hooks(tiny_cfg(), build(cfg)[1], 10) == ([], [])  # prune: none
+    _, d, _, _ = build(cfg)
+    (at_epoch_start,), (after_resume,) = pruning_hooks(cfg, d, per_epoch=10)
+    after_resume(20)  # a boundary: the epoch hook prunes for epoch 3 next, not the resume
+    assert sparsity_report(d)["sparsity"] == 0.0
+    after_resume(25)  # in the middle of epoch 3 (iterations 20-29): its target, 0.3
+    assert sparsity_report(d)["sparsity"] == pytest.approx(0.3, abs=0.005)
+    metrics = at_epoch_start(4)
+    assert set(metrics) == {"prune/sparsity", "prune/target"}
+    assert metrics["prune/target"] == pytest.approx(0.4)
+    assert metrics["prune/sparsity"] == pytest.approx(0.4, abs=0.005)
+    cfg.adapt.prune_keep_masks = False
+    _, fresh, _, _ = build(cfg)
+    pruning_hooks(cfg, fresh, 10)[1][0](25)  # masks not kept: nothing to re-create
+    assert sparsity_report(fresh)["sparsity"] == 0.0
