@@ -3,9 +3,10 @@
 `launch` and `launch_ros` do not install from the package index, so the launch file is
 checked twice: by reading its syntax tree, and by running it with small recording
 stand-ins for the launch classes (everything else, including ament_index_python's
-get_package_share_directory over a real share/ tree, is real). These run on any clone;
-test_real_launch.py runs the file under the real jazzy launch and `ros2 launch` where
-../shared/ros2-jazzy is present.
+get_package_share_directory over a real share/ tree, is real). These need nothing outside
+the clone; the runs under the real jazzy launch and `ros2 launch` are in
+test_real_launch.py, which skips with a reason when the upstream sources are absent
+(the `launch_site` fixture).
 
     .venv/bin/pytest test/test_launch.py -q
 """
