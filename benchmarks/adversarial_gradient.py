@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from uda_seg_core.checkpoint import load_checkpoint
 from uda_seg_core.config import load_config
 from uda_seg_core.losses import adversarial_loss
-from uda_seg_core.models import build_discriminator
 from uda_seg_core.models.loading import load_model
 from uda_seg_core.runtime import DistInfo
+from uda_seg_core.train.adversarial import build_adversarial_discriminator
 from uda_seg_core.train.loaders import source_loader, target_loader
 from uda_seg_core.train.supervised import source_loss
 
@@ -53,8 +53,7 @@ def main() -> None:
     model, _ = load_model(run / "last.pt", map_location="cpu")
     model.train()
     ckpt = load_checkpoint(run / "last.pt")
-    d = build_discriminator(cfg.adapt.discriminator, cfg.model.num_classes, cfg.adapt.d_width,
-                            cfg.adapt.dropout, cfg.adapt.rank)
+    d = build_adversarial_discriminator(cfg, torch.device("cpu"))
     d.load_state_dict(ckpt["modules"]["discriminator"])
     d.eval()
     for p in d.parameters():
