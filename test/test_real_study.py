@@ -106,3 +106,24 @@ def test_adaptation_settings_win_over_the_settings_for_every_run(study_data):
     assert cfg["source_only_s0"].train.max_iters == 1500
     assert cfg["fcd_s0"].train.max_iters == 600 and cfg["fcd_s0"].train.batch_size == 4
     assert cfg["fcd_s0"].train.val_every == 500  # what the stage does not set, --set does
+
+
+def test_report_quotes_no_run_that_is_still_training(tmp_path, study_data, capsys):
+    """`--report` taken while the study trains: a run with a `best.pt` from an early
+    validation but short of its iterations is left out and named, not quoted as the row's
+    figure (the bug: the report recorded whatever best.pt existed)."""
+    camvid, sim, profile = study_data
+    out = tmp_path / "study"
+    args = ["real-study", "--camvid", str(camvid), "--sim", str(sim), "--out", str(out),
+            "--profile", str(profile), "--seeds", "0", "--only", "source_only"]
+    assert main(args) == 0
+    metrics = out / "source_only_s0" / "metrics.json"
+    doc = json.loads(metrics.read_text())
+    doc["iteration"] = 1  # as a run writes it mid-training: short of max_iters, no test yet
+    doc.pop("test")
+    metrics.write_text(json.dumps(doc))
+    (out / "summary.json").unlink()
+    capsys.readouterr()
+    assert main([*args, "--report"]) == 0
+    assert "source_only_s0: not reported (unfinished" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["runs"] == {}

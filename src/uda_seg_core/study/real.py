@@ -296,6 +296,23 @@ def aggregate(records: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
+def reportable(run: PlannedRun, out: Path, say: Say) -> bool:
+    """`--report` quotes finished runs only: a run still training (or stopped early, or
+    trained with other settings than these flags) already has a `best.pt`, and its figure
+    would be quoted as the row's. Bug guarded: a report taken while the study ran recorded
+    the 200-iteration checkpoint of a 600-iteration run."""
+    if not (out / run.name / "best.pt").is_file():
+        return False
+    if run.cfg is None:  # a BatchNorm re-estimation stage: its best.pt is written when done
+        return True
+    state = run_state(out / run.name, run.cfg)
+    if state != "done":
+        why = ("unfinished: resume it by rerunning without --report" if state == "resume"
+               else "trained with other settings than these flags")
+        say(f"{run.name}: not reported ({why})")
+    return state == "done"
+
+
 def run_study(s: RealStudySettings, say: Say = print) -> dict:
     """Plan, train what is not done, measure, summarise; returns the summary (also
     OUT/summary.json and OUT/report.md)."""
@@ -308,7 +325,7 @@ def run_study(s: RealStudySettings, say: Say = print) -> dict:
     records: dict[str, dict] = dict(previous.get("runs", {}))
     for i, run in enumerate(runs, start=1):
         say(f"[{i}/{len(runs)}] {run.name}: {run.method.label}")
-        if s.report_only and not (out / run.name / "best.pt").is_file():
+        if s.report_only and not reportable(run, out, say):
             continue
         seconds = 0.0
         if s.dry_run and run.method.command == "adapt-bn":
