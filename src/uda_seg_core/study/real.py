@@ -303,12 +303,13 @@ def reportable(run: PlannedRun, out: Path, say: Say) -> bool:
     the 200-iteration checkpoint of a 600-iteration run."""
     if not (out / run.name / "best.pt").is_file():
         return False
-    if run.cfg is None:  # a BatchNorm re-estimation stage: its best.pt is written when done
+    if run.method.command == "adapt-bn":  # a stage: its best.pt is written when it is done
         return True
     state = run_state(out / run.name, run.cfg)
     if state != "done":
-        why = ("unfinished: resume it by rerunning without --report" if state == "resume"
-               else "trained with other settings than these flags")
+        why = {"resume": "unfinished: resume it by rerunning without --report",
+               "new": "no config.yaml: not trained by this study"}.get(
+                   state, "trained with other settings than these flags")
         say(f"{run.name}: not reported ({why})")
     return state == "done"
 
