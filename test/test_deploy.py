@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from uda_seg_core.cli import main
+from uda_seg_core.evaluate import evaluate_checkpoint
 from uda_seg_core.inference import Segmenter
 from uda_seg_core.optimize.deploy import choose
 from uda_seg_core.optimize.export import read_metadata
@@ -116,6 +117,31 @@ def test_choose_never_picks_a_faster_candidate_outside_the_budget():
     assert choose(rows, reference_miou=0.400, max_loss=3.0) == "int8"
     assert choose(rows, reference_miou=0.410, max_loss=0.5) == "fp32"
     assert rows[0]["reason"].startswith("chosen as the fallback")
+
+
+def test_a_smaller_input_size_pays_for_its_lost_resolution_out_of_the_budget(
+        trained_model, tmp_path):
+    """Deployed at half the frames' size, the reference is still the adapted network as
+    `uda-seg evaluate` measures it, at its own size, and each candidate's loss is counted
+    from there. Mutant: the reference evaluated (and timed) at the reduced input size, which
+    hides the resolution a smaller input loses and lets it through any budget."""
+    out = tmp_path / "out"
+    argv = ["deploy", "--checkpoint", str(trained_model.checkpoint), "--data",
+            str(trained_model.camvid), "--out", str(out), "--max-loss", "100", *TINY]
+    argv[argv.index("48x64")] = "24x32"
+    argv[argv.index("--ratios") + 1] = "0"
+    assert main([*argv, "--per-channel", "off"]) == 0
+    doc = json.loads((out / "deploy.json").read_text())
+    ref = doc["reference"]
+    evaluated = evaluate_checkpoint(trained_model.checkpoint, trained_model.camvid,
+                                    split="val", device="cpu", progress=False)
+    assert ref["input_size"] == [48, 64] and doc["settings"]["input_size"] == [24, 32]
+    assert ref["miou"] == pytest.approx(evaluated["miou"], abs=1e-9)
+    fp32 = next(c for c in doc["candidates"] if c["id"] == "r0.00-fp32")
+    assert fp32["loss_points"] == pytest.approx(100 * (ref["miou"] - fp32["miou"]))
+    assert fp32["miou"] != pytest.approx(ref["miou"], abs=1e-6), "half size must change mIoU"
+    assert ref["macs"] > 3 * fp32["macs"]
+    assert "48x64 (reference)" in (out / "deploy.md").read_text()
 
 
 def test_data_without_a_val_split_is_refused_before_any_work(trained_model, tmp_path, capsys):

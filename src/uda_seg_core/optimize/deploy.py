@@ -17,8 +17,11 @@ Candidates, every one measured the same way:
   exported fp32 and INT8 like the unpruned one.
 Each candidate's mIoU is measured on the labelled `--split` (val) of `--data` at the
 input size, as the node serves it (frames resized to the input size, class ids resized
-back to the label's size, nearest), and all of them, with the adapted fp32 network in eager
-PyTorch as the reference row, are timed interleaved in one run at the input size
+back to the label's size, nearest). The reference row is the adapted fp32 network in eager
+PyTorch as `uda-seg evaluate` measures it: at the checkpoint's own evaluation size
+(data.eval_size; empty: the frames' own size), so an `--input-size` smaller than the
+camera's pays for its lost resolution out of the budget instead of hiding it. Every
+candidate and the reference are timed interleaved in one run, each at its own input size
 (`inference.timing.interleaved`; ONNX Runtime and torch on the same `--threads`).
 The fastest candidate (p50) within `--max-loss` mIoU points of the adapted fp32 network
 is chosen; a candidate outside the budget, INT8 included, is reported as such and never
@@ -330,11 +333,16 @@ def make_onnx(p: Plan, stages: Stages, c: Candidate, frames: CalibrationFrames) 
     _count(p, stages.run(f"int8-{c.id}", settings, [c.file], quantise, say=log.info))
 
 
-def eval_settings(p: Plan, c: Candidate | None) -> dict:
+def eval_settings(p: Plan, c: Candidate | None, size: Sequence[int]) -> dict:
     return {"model": str(c.file if c else Path(p.r.checkpoint).resolve()),
             "model_sha256": sha256_of(c.file) if c else p.ckpt_sha256,
             "data": str(p.root.resolve()), "split": p.r.split, "limit": p.r.eval_limit,
-            "input_size": list(p.size)}
+            "input_size": [int(v) for v in size]}
+
+
+def frame_size(dataset) -> list[int]:
+    """Height and width of the network input an evaluation split feeds (its first frame)."""
+    return [int(v) for v in dataset[0]["image"].shape[-2:]]
 
 
 def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
@@ -349,8 +357,9 @@ def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
         result.write_text(json.dumps({**cm.summary(), "images": len(dataset)}, indent=2) + "\n")
         p.work_done["evaluated"] += 1
 
-    _count(p, stages.run(f"eval-{name}", eval_settings(p, c), [result], action, say=log.info))
-    return json.loads(result.read_text())
+    settings = eval_settings(p, c, frame_size(dataset))
+    _count(p, stages.run(f"eval-{name}", settings, [result], action, say=log.info))
+    return {**json.loads(result.read_text()), "input_size": settings["input_size"]}
 
 
 def complexity_of(p: Plan, ratio: float, cache: dict) -> dict:
@@ -374,9 +383,11 @@ def _pruning_record(p: Plan, ratio: float) -> dict:
         "bn_batches": pruning.get("bn_batches")}
 
 
-def build_candidates(p: Plan, stages: Stages, dataset, progress: bool) -> dict:
-    """Prune, export, quantise and evaluate every candidate (reusing finished work); returns
-    the reference's evaluation. Each candidate's `row` holds its complexity and mIoU."""
+def build_candidates(p: Plan, stages: Stages, dataset, reference_data, progress: bool) -> dict:
+    """Prune, export, quantise and evaluate every candidate on `dataset` (at the input size)
+    and the reference on `reference_data` (at its own evaluation size), reusing finished
+    work; returns the reference's evaluation. Each candidate's `row` holds its complexity
+    and mIoU."""
     p.candidates = candidate_list(p)
     ckpt = load_checkpoint(p.r.checkpoint)
     frames = CalibrationFrames(p, ckpt["mean"], ckpt["std"])
@@ -389,7 +400,7 @@ def build_candidates(p: Plan, stages: Stages, dataset, progress: bool) -> dict:
         bar.update(1)
 
     reference_model, _ = load_model(p.r.checkpoint)
-    reference = evaluate_candidate(p, stages, None, dataset,
+    reference = evaluate_candidate(p, stages, None, reference_data,
                                    lambda: ClassIds(reference_model.eval()).eval())
     step("reference evaluated")
     cache: dict = {}
@@ -406,16 +417,19 @@ def build_candidates(p: Plan, stages: Stages, dataset, progress: bool) -> dict:
                  "accuracy": summary["accuracy"], **_pruning_record(p, c.ratio)}
         step(f"{c.id} evaluated")
     bar.close()
-    return {**reference, **complexity_of(p, 0.0, cache)}
+    reference_macs = count_macs(reference_model, (1, 3, *reference["input_size"]))
+    return {**reference, **complexity_of(p, 0.0, cache), "macs": reference_macs}
 
 
 # --- timing and choosing -----------------------------------------------------------------
 
-def time_all(p: Plan, frame: np.ndarray, progress: bool) -> dict[str, dict]:
-    """p50 / p90 of every candidate and of the eager reference, interleaved in one run."""
+def time_all(p: Plan, frame: np.ndarray, reference_frame: np.ndarray,
+             progress: bool) -> dict[str, dict]:
+    """p50 / p90 of every candidate (on `frame`, at the input size) and of the eager
+    reference (on `reference_frame`, at its own size), interleaved in one run."""
     reference, _ = load_model(p.r.checkpoint)
     eager = ClassIds(reference.eval()).eval()
-    x = torch.from_numpy(frame)
+    x = torch.from_numpy(reference_frame)
 
     def run_eager() -> object:
         with torch.inference_mode():
@@ -490,6 +504,7 @@ def write_model(p: Plan, chosen: dict, reference: dict) -> Path:
         "pruning_ratio": chosen["ratio"], "precision": chosen["precision"],
         "per_channel": chosen["per_channel"], "data": str(p.root.resolve()),
         "split": p.r.split, "miou": chosen["miou"], "reference_miou": reference["miou"],
+        "reference_input_size": reference.get("input_size"),
         "loss_points": chosen["loss_points"], "max_loss": p.r.max_loss,
         "p50_ms": chosen["p50_ms"], "threads": p.threads, "input_size": list(p.size),
         "finetune": chosen.get("finetune"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -507,7 +522,7 @@ def markdown(doc: dict) -> str:
          f"{doc['data']['images']} images of the '{doc['data']['split']}' split of "
          f"`{doc['data']['root']}` at {s['input_size'][0]}x{s['input_size'][1]}; budget "
          f"{s['max_loss']:g} mIoU points below the adapted fp32 network "
-         f"({100 * ref['miou']:.2f} %)."),
+         f"({100 * ref['miou']:.2f} % at its own {_size(ref)})."),
         (f"Timed interleaved in one run: {doc['machine']['cpu']}, {doc['threads']} thread(s) "
          f"(torch and ONNX Runtime; ONNX Runtime spinning "
          f"{'on' if doc['machine']['ort_spinning'] else 'off'}), batch 1, up to {s['repeats']} "
@@ -517,8 +532,9 @@ def markdown(doc: dict) -> str:
         "| candidate | ratio | precision | params (M) | GMACs | p50 ms | p90 ms | vs eager | "
         "mIoU (%) | loss (pt) | chosen or why not |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
-        (f"| adapted fp32, eager PyTorch (reference) | 0.00 | fp32 | {ref['params'] / 1e6:.2f} | "
-         f"{ref['macs'] / 1e9:.2f} | {ref['p50_ms']:.1f} | {ref['p90_ms']:.1f} | 1.00x | "
+        (f"| adapted fp32, eager PyTorch at {_size(ref)} (reference) | 0.00 | fp32 | "
+         f"{ref['params'] / 1e6:.2f} | {ref['macs'] / 1e9:.2f} | {ref['p50_ms']:.1f} | "
+         f"{ref['p90_ms']:.1f} | 1.00x | "
          f"{100 * ref['miou']:.2f} | 0.00 | reference (not an ONNX export) |"),
     ]
     for c in doc["candidates"]:
@@ -535,6 +551,11 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _size(ref: dict) -> str:
+    size = ref.get("input_size")
+    return f"{size[0]}x{size[1]}" if size else "evaluation size"
+
+
 def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start: str,
            seconds: float) -> dict:
     """deploy.json's document (rows chosen and explained)."""
@@ -546,7 +567,8 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
     chosen_id = choose(rows, reference["miou"], p.r.max_loss)
     ref = {"name": "adapted fp32 (eager PyTorch)", "miou": reference["miou"],
            "accuracy": reference["accuracy"], "params": reference["params"],
-           "macs": reference["macs"], **timings[REFERENCE_ID]}
+           "macs": reference["macs"], "input_size": reference["input_size"],
+           **timings[REFERENCE_ID]}
     settings = {k: v for k, v in asdict(p.r).items()
                 if k not in ("checkpoint", "data", "out", "command", "fresh")}
     settings.update(input_size=list(p.size), ratios=[float(x) for x in p.r.ratios],
@@ -567,6 +589,11 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
     }
 
 
+def first_frame(dataset) -> np.ndarray:
+    """The split's first network input as a (1, 3, H, W) float32 array, for the timing."""
+    return np.ascontiguousarray(dataset[0]["image"][None].numpy(), dtype=np.float32)
+
+
 def _ort_version() -> str:
     import onnxruntime  # optional: only its version is reported here
 
@@ -585,12 +612,13 @@ def deploy(request: DeployRequest, progress: bool = True) -> dict:
     ckpt = load_checkpoint(p.r.checkpoint)
     dataset = checkpoint_eval_split(ckpt, p.root, p.r.split, p.fmt, limit=p.r.eval_limit,
                                     eval_size=list(p.size))
+    reference_data = checkpoint_eval_split(ckpt, p.root, p.r.split, p.fmt,
+                                           limit=p.r.eval_limit)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(p.threads)
     try:
-        reference = build_candidates(p, stages, dataset, progress)
-        frame = dataset[0]["image"][None].numpy()
-        timings = time_all(p, np.ascontiguousarray(frame, dtype=np.float32), progress)
+        reference = build_candidates(p, stages, dataset, reference_data, progress)
+        timings = time_all(p, first_frame(dataset), first_frame(reference_data), progress)
     finally:
         torch.set_num_threads(previous_threads)
     doc = report(p, reference, timings, len(dataset), load_start,
