@@ -142,6 +142,8 @@ def test_a_smaller_input_size_pays_for_its_lost_resolution_out_of_the_budget(
     assert fp32["miou"] != pytest.approx(ref["miou"], abs=1e-6), "half size must change mIoU"
     assert ref["macs"] > 3 * fp32["macs"]
     assert "48x64 (reference)" in (out / "deploy.md").read_text()
+    # served with no flags at the size it was chosen at (mutant: Segmenter's 360x480 default)
+    assert Segmenter.from_checkpoint(out / "model.onnx").input_size == (24, 32)
 
 
 def test_data_without_a_val_split_is_refused_before_any_work(trained_model, tmp_path, capsys):

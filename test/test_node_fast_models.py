@@ -1,6 +1,7 @@
 """The segmentation node serves the fast models of issue 8 with no extra flags: a
 structured-pruned checkpoint (.pt) and an exported ONNX model (.onnx, ONNX Runtime
-backend picked from the extension), each in its own node process.
+backend picked from the extension, run at the input size its metadata records), each in
+its own node process.
 
     .venv/bin/pytest test/test_node_fast_models.py -q
 """
@@ -25,12 +26,12 @@ from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
 H, W = 48, 64
 
 
-def node_argv(model, ns: str) -> list[str]:
+def node_argv(model, ns: str, size: bool = True) -> list[str]:
+    """size False: no input_width / input_height, the node runs at the model's own size."""
+    net = ["-p", f"input_width:={W}", "-p", f"input_height:={H}"] if size else []
     return NodeProcess.python_module(
         "uda_seg_ros.segmentation_node", "--ros-args", "-r", f"__ns:={ns}", "-p",
-        f"model_path:={model}",
-        "-p", f"input_width:={W}", "-p", f"input_height:={H}", "-p", "warmup_iters:=1", "-p",
-        "device:=cpu")
+        f"model_path:={model}", *net, "-p", "warmup_iters:=1", "-p", "device:=cpu")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,9 @@ def models(tmp_path_factory, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def nodes(models):
     tmp, paths = models
-    procs = {name: NodeProcess.start(node_argv(path, f"/{name}"), tmp / f"{name}.log")
+    # the ONNX export records its size (48x64) in its metadata: served with no size flag
+    procs = {name: NodeProcess.start(node_argv(path, f"/{name}", size=name != "onnx"),
+                                     tmp / f"{name}.log")
              for name, path in paths.items()}
     client = RosClient()
     try:
@@ -67,6 +70,9 @@ def nodes(models):
 def test_node_serves_the_model(nodes, name, backend):
     client, procs, paths = nodes
     assert f"({backend} on cpu" in procs[name].output()
+    # the ONNX node was given no size: it must run at the export's recorded 48x64 (mutant:
+    # the node's own 480x360 default, a size the model was never measured at)
+    assert f"network {W}x{H}," in procs[name].output()
     pub = client.publisher(Image, f"/{name}/image", qos_profile_sensor_data)
     masks = client.collect(Image, f"/{name}/segmentation/class_mask", qos_profile_sensor_data)
     client.wait_for_subscriber(pub)

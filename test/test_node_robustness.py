@@ -54,7 +54,8 @@ def test_bad_settings_exit_1_with_one_line_naming_the_problem(tmp_path, tiny_che
     an empty .pt ending in 'IndexError: list index out of range'; a malformed params YAML
     ending in a traceback from rclpy.init; stats_period:=0.0001 accepted (2,100
     /diagnostics messages a second from an idle node); two cameras whose outputs would
-    share one segmentation/ namespace."""
+    share one segmentation/ namespace; a network size with one side given (the other 0,
+    'the model's own') served at a made-up size."""
     a_file = tmp_path / "plain_file"
     a_file.write_text("x")
     empty = tmp_path / "empty.pt"
@@ -77,6 +78,7 @@ def test_bad_settings_exit_1_with_one_line_naming_the_problem(tmp_path, tiny_che
             model, "--params-file", str(flat)),
         "two inputs in one namespace would publish to the same segmentation/ topics": (
             model, "image_topics:=[/cam/image_raw,/cam/image_rect]"),
+        "input_height=48, input_width=0: set both .* or neither": (model, "input_height:=48"),
         "empty.pt is empty \\(0 bytes\\)": (f"model_path:={empty}", *NET),
         "garbage.pt: not a PyTorch checkpoint": (f"model_path:={garbage}", *NET),
     }

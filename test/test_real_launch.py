@@ -235,7 +235,7 @@ def test_ros2_launch_runs_the_installed_node_with_the_installed_params_file(
     params = launched["cli params"]
     assert params["model_path"] == str(tiny_checkpoint)
     assert params["device"] == "auto" and params["use_sim_time"] is False
-    assert (params["input_width"], params["input_height"]) == (480, 360)
+    assert (params["input_width"], params["input_height"]) == (0, 0)  # the model's own
 
 
 def test_ros2_launch_namespace_and_relative_remap(launched):

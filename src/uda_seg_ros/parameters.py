@@ -65,10 +65,11 @@ PARAMETERS: tuple[Param, ...] = (
           choices=_choices("precision")),
     Param("backend", _INFERENCE.backend,
           "inference backend; auto picks it from the model file extension"),
-    Param("input_width", _INFERENCE.input_size[1], "network input width in pixels",
-          range=(1, 8192)),
-    Param("input_height", _INFERENCE.input_size[0], "network input height in pixels",
-          range=(1, 8192)),
+    Param("input_width", 0, "network input width in pixels; 0 (with input_height 0): the "
+          "size the model file records (uda-seg deploy/export metadata, a checkpoint's "
+          "inference.input_size), else 480x360", range=(0, 8192)),
+    Param("input_height", 0, "network input height in pixels; 0 (with input_width 0): the "
+          "model's own", range=(0, 8192)),
     Param("output_size", _INFERENCE.output_size, "input: masks resized back to the image size "
           "(nearest); network: masks at the network size", choices=_choices("output_size")),
     Param("overlay_alpha", 0.5, "weight of the colour mask in the overlay", range=(0.0, 1.0),
@@ -188,11 +189,25 @@ def check_settings(settings: dict[str, Any]) -> None:
 def inference_config(settings: dict[str, Any]) -> InferenceConfig:
     """The InferenceConfig the parameters describe, through the config's strict checks."""
     values = {key: settings[key] for key in ("device", "precision", "backend", "output_size")}
-    values["input_size"] = [settings["input_height"], settings["input_width"]]
+    size = network_size(settings)
+    if size is not None:
+        values["input_size"] = size
     try:
         return merge(InferenceConfig(), values)
     except ConfigError as exc:
         raise NodeConfigError(f"parameter {exc}") from None
+
+
+def network_size(settings: dict[str, Any]) -> list[int] | None:
+    """[height, width] the parameters ask the network to run at; None (both 0): the size
+    the model file records (Segmenter's default)."""
+    size = [int(settings["input_height"]), int(settings["input_width"])]
+    if size == [0, 0]:
+        return None
+    if 0 in size:
+        raise NodeConfigError(f"parameters input_height={size[0]}, input_width={size[1]}: set "
+                              f"both (the network size) or neither (0, 0: the model's own)")
+    return size
 
 
 def check_writable(path: str) -> None:

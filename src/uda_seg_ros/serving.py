@@ -40,7 +40,7 @@ from uda_seg_ros.conversions import (
     to_rgb,
 )
 from uda_seg_ros.diagnostics import build_diagnostics
-from uda_seg_ros.parameters import inference_config
+from uda_seg_ros.parameters import inference_config, network_size
 from uda_seg_ros.pipeline import FramePipeline, release_memory
 
 LOG_THROTTLE_S = 2.0
@@ -80,6 +80,7 @@ class SegmentationServer:
         self._timer = None
         self._previous_summary: dict | None = None
         self.device = ""  # where the model ran (kept after cleanup, for the summary)
+        self.input_size: list[int] = []  # [height, width] it ran at (likewise)
 
     # -- life ----------------------------------------------------------------------------
     def configure(self, settings: dict[str, Any]) -> None:
@@ -91,9 +92,13 @@ class SegmentationServer:
         # fail at once.
         from uda_seg_core.inference import Segmenter
 
-        self.segmenter = Segmenter.from_config(settings["model_path"], inference_config(settings))
+        cfg = inference_config(settings)
+        self.segmenter = Segmenter.from_checkpoint(
+            settings["model_path"], cfg.device, cfg.precision, network_size(settings),
+            cfg.output_size, cfg.backend, threads=cfg.threads)
         self.segmenter.warmup(settings["warmup_iters"])
         self.device = self.segmenter.device
+        self.input_size = list(self.segmenter.input_size)
         self.pipeline = FramePipeline(
             [camera.topic for camera in self.cameras], decode=self._decode,
             segment=self.segmenter.segment_batch, publish=self._publish, check=self._check,
@@ -114,7 +119,7 @@ class SegmentationServer:
         seg, cfg = self.segmenter, self.settings
         self.node.get_logger().info(
             f"ready: {cfg['model_path']} ({seg.backend.name} on {seg.device}, {cfg['precision']}), "
-            f"network {cfg['input_width']}x{cfg['input_height']}, listening on "
+            f"network {seg.input_size[1]}x{seg.input_size[0]}, listening on "
             f"{', '.join(self._input_topics())} ({cfg['input_transport']}, {cfg['input_qos']} QoS)")
 
     def deactivate(self) -> None:
@@ -248,7 +253,7 @@ class SegmentationServer:
         cfg = self.settings
         summary = self.pipeline.summary()
         summary["model_path"] = cfg["model_path"]
-        summary["input_size"] = [cfg["input_height"], cfg["input_width"]]
+        summary["input_size"] = self.input_size
         summary["device"] = self.device
         return summary
 

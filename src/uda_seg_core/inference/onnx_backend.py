@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
-from uda_seg_core.inference.segmenter import ModelInfo, SegmenterError, register_backend
+from uda_seg_core.inference.segmenter import (
+    ModelInfo,
+    SegmenterError,
+    recorded_size,
+    register_backend,
+)
 from uda_seg_core.inference.timing import available_cores
 from uda_seg_core.labels import CLASS_NAMES, PALETTE
 
@@ -187,7 +192,7 @@ class OnnxRuntimeBackend:
         self.info = ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
                               mean=list(self.metadata.get("mean", IMAGENET_MEAN)),
                               std=list(self.metadata.get("std", IMAGENET_STD)),
-                              source=str(self.path))
+                              source=str(self.path), input_size=recorded_size(self.input_size))
         self.precision = self.metadata.get("precision", "fp32")
 
     def __repr__(self) -> str:

@@ -36,6 +36,7 @@ from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 
 PRECISIONS = ("fp32", "fp16")
+DEFAULT_INPUT_SIZE = (360, 480)  # CamVid's frames; a model that records no size runs at this
 MAX_CLASSES = IGNORE_INDEX  # a mono8 mask holds ids 0-254; 255 is 'ignore', never a class
 OUTPUT_SIZES = ("input", "network")
 
@@ -53,6 +54,9 @@ class ModelInfo:
     mean: list[float]  # RGB, on the 0-1 scale
     std: list[float]
     source: str = ""  # the file it came from
+    # (height, width) the model is meant to run at, where its file records one (an exported
+    # model's metadata 'input_size', a checkpoint's inference.input_size); None: it does not
+    input_size: tuple[int, int] | None = None
 
 
 class Backend(Protocol):
@@ -229,9 +233,20 @@ def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
     names = list(ckpt.get("class_names") or CLASS_NAMES)
     palette = ckpt.get("palette")
     palette = PALETTE[: len(names)] if palette is None else np.asarray(palette, dtype=np.uint8)
+    size = (ckpt.get("config") or {}).get("inference", {}).get("input_size")
     return ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
                      mean=list(ckpt.get("mean", IMAGENET_MEAN)),
-                     std=list(ckpt.get("std", IMAGENET_STD)), source=str(path))
+                     std=list(ckpt.get("std", IMAGENET_STD)), source=str(path),
+                     input_size=recorded_size(size))
+
+
+def recorded_size(size) -> tuple[int, int] | None:
+    """A model file's recorded (height, width), or None where it records none usable."""
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return (h, w) if h > 0 and w > 0 else None
 
 
 register_backend("torch", TorchBackend.from_checkpoint, (".pt", ".pth"))
@@ -260,10 +275,15 @@ def check_sizes(input_size: Sequence[int], output_size: str) -> None:
 class Segmenter:
     """Pre-processing, a backend, and post-processing for one frame at a time."""
 
-    def __init__(self, backend: Backend, input_size: Sequence[int] = (360, 480),
+    def __init__(self, backend: Backend, input_size: Sequence[int] | None = None,
                  output_size: str = "input"):
-        check_sizes(input_size, output_size)
+        """`input_size` (height, width) the network runs at; None: the size the model file
+        records (`ModelInfo.input_size`: what `uda-seg deploy` / `export` measured it at),
+        else DEFAULT_INPUT_SIZE."""
         info = backend.info
+        if input_size is None:
+            input_size = getattr(info, "input_size", None) or DEFAULT_INPUT_SIZE
+        check_sizes(input_size, output_size)
         check_class_limit(len(info.class_names), info.source or "model")
         self.backend = backend
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -278,7 +298,7 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
-                        input_size: Sequence[int] = (360, 480), output_size: str = "input",
+                        input_size: Sequence[int] | None = None, output_size: str = "input",
                         backend: str = "auto", channels_last: bool = False,
                         threads: int = 0) -> Segmenter:
         """Load a model file (.pt/.pth checkpoint, or an exported model whose backend is
@@ -286,7 +306,7 @@ class Segmenter:
         threads for its runtime (0: the backend's default, see each backend)."""
         if precision not in PRECISIONS:
             raise SegmenterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        check_sizes(input_size, output_size)  # before the (slow) model load
+        check_sizes(input_size or DEFAULT_INPUT_SIZE, output_size)  # before the model load
         path = Path(path)
         if not path.is_file():
             raise SegmenterError(f"model file not found: {path}")
