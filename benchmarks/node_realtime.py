@@ -7,7 +7,8 @@ the deployed model and LRASPP-MobileNetV3 INT8 (the peer), in one run.
 
 1. `uda-seg-bag write`: the --split (val) frames of --camvid at their 480x360, stamped at
    --fps (30), raw rgb8, with their labels (the folder is read in place, never copied);
-2. the models, all served by the same segmentation_node at 480x360: the --checkpoint in
+2. the models, all served by the same segmentation_node, each at the input size its file
+   records (the node's default; the deployed model at deploy's --input-size): the --checkpoint in
    eager PyTorch fp32; its ONNX Runtime INT8 export (static QDQ, calibrated on
    --calibration-frames frames of the folder's train split); the --deployed model.onnx
    (`uda-seg deploy`; left out when not given); torchvision's LRASPP-MobileNetV3-Large with
@@ -42,6 +43,7 @@ from rosbags.rosbag2 import Reader
 from uda_seg_core.benchmark import cpu_name
 from uda_seg_ros.bag import IMAGE_TOPIC
 from uda_seg_ros.demo import (
+    MODEL_OWN_SIZE,
     bag_cli,
     bag_frame_size,
     claim_domain_id,
@@ -142,6 +144,7 @@ def row_of(name: str, round_index: int, result: dict) -> dict:
         return value.get(q) if value.get("count") else None
 
     return {"model": name, "round": round_index, "fps": node.get("fps"),
+            "network": node.get("input_size"),
             "dropped": counters.get("dropped"), "received": counters.get("received"),
             "processed": counters.get("processed"),
             "lost": result["frames_labelled"] - result["frames_matched"] - int(
@@ -161,22 +164,28 @@ def markdown(doc: dict) -> str:
         "# The node on a real CamVid bag", "", f"`{doc['command']}`", "",
         (f"{doc['frames']} {doc['split']} frames of `{doc['camvid']}` at "
          f"{doc['frame_size'][1]}x{doc['frame_size'][0]}, recorded at {doc['fps']:g} fps and "
-         f"played at that rate, restamped; node at {doc['frame_size'][1]}x"
-         f"{doc['frame_size'][0]}, camera QoS, OMP_NUM_THREADS={doc['threads']}, "
+         f"played at that rate, restamped; each model at the input size its file records "
+         f"(network column, W x H), masks at the frames' size, camera QoS, "
+         f"OMP_NUM_THREADS={doc['threads']}, "
          f"OMP_WAIT_POLICY={doc['omp_wait_policy']}; {doc['machine']}; load average "
          f"{doc['loadavg_start']} at the start, {doc['loadavg_end']} at the end. "
          f"{LRASPP}: random weights, speed only (its mIoU means nothing)."), "",
-        "| model | round | fps | received | dropped | lost | end-to-end p50 / p99 ms | "
+        "| model | network | round | fps | received | dropped | lost | end-to-end p50 / p99 ms | "
         "node p50 ms | inference p50 ms | live mIoU (%) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["rows"]:
         lines.append(
-            f"| {r['model']} | {r['round']} | {_f(r['fps'], '.1f')} | "
+            f"| {r['model']} | {_network(r.get('network'))} | {r['round']} | "
+            f"{_f(r['fps'], '.1f')} | "
             f"{_f(r['received'], 'd')}/{r['frames']} | {_f(r['dropped'], 'd')} | "
             f"{r['lost']} | {_f(r['e2e_p50_ms'], '.1f')} / {_f(r['e2e_p99_ms'], '.1f')} | "
             f"{_f(r['node_p50_ms'], '.1f')} | {_f(r['inference_p50_ms'], '.1f')} | "
             f"{_f(r['miou'], '.2f', 100)} |")
     return "\n".join(lines) + "\n"
+
+
+def _network(size) -> str:
+    return f"{size[1]}x{size[0]}" if size else "-"
 
 
 def _loadavg() -> str:
@@ -204,7 +213,7 @@ def main() -> int:
             name = names[i]
             print(f"[round {round_index + 1}/{args.rounds}] {name}", flush=True)
             result = live_run(f"r{round_index}_{i}", models[name], bag, frames, out, env,
-                              paced=False, size=size)
+                              paced=False, size=MODEL_OWN_SIZE)
             rows.append(row_of(name, round_index + 1, result))
     rows.sort(key=lambda r: (list(models).index(r["model"]), r["round"]))
     doc = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -286,10 +286,14 @@ def bag_frame_size(bag: Path) -> tuple[int, int]:
     raise DemoError(f"{bag} holds no {IMAGE_TOPIC} message")
 
 
+MODEL_OWN_SIZE = (0, 0)  # live_run's size for "the node's default: the model's own"
+
+
 def live_run(name: str, model: Path, bag: Path, frames: int, out: Path, env: dict,
              paced: bool, size: tuple[int, int] | None = None) -> dict:
     """Node + evaluator + player; returns the evaluator's result with the node's stats. The
-    node runs at `size` (H, W; default: the bag's frame size, so nothing is resampled)."""
+    node runs at `size` (H, W; default: the bag's frame size, so nothing is resampled;
+    MODEL_OWN_SIZE: the size the model file records, as the node does with no flags)."""
     h, w = size or bag_frame_size(bag)
     live = out / "live"
     live.mkdir(parents=True, exist_ok=True)
@@ -309,7 +313,8 @@ def live_run(name: str, model: Path, bag: Path, frames: int, out: Path, env: dic
     evaluator = None
     try:
         wait_for_text(node_log, "ready", node, timeout=120)
-        print(f"    node ready ({model.name}, {w}x{h}); evaluator and player starting", flush=True)
+        shown = f"{w}x{h}" if (h, w) != MODEL_OWN_SIZE else "its own size"
+        print(f"    node ready ({model.name}, {shown}); evaluator and player starting", flush=True)
         eval_argv = bag_cli("evaluate", "--expect", str(frames), "--timeout", "300",
                             "--idle", "5", "--out", str(result_path))
         with open(eval_log, "wb") as fh:
