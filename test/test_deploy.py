@@ -107,7 +107,7 @@ def test_the_node_independent_segmenter_serves_model_onnx_with_no_flags(deployed
 
 
 def test_choose_never_picks_a_faster_candidate_outside_the_budget():
-    """Mutant: the fastest row chosen whatever its loss; no fallback when nothing fits."""
+    """Mutant: the fastest row chosen whatever its loss; a row served when none fits."""
     rows = [{"id": "fp32", "ratio": 0.0, "precision": "fp32", "miou": 0.400, "p50_ms": 90.0},
             {"id": "int8", "ratio": 0.0, "precision": "int8", "miou": 0.380, "p50_ms": 30.0},
             {"id": "p50", "ratio": 0.5, "precision": "fp32", "miou": 0.396, "p50_ms": 50.0}]
@@ -115,12 +115,13 @@ def test_choose_never_picks_a_faster_candidate_outside_the_budget():
     assert rows[1]["reason"].startswith("outside the budget") and not rows[1]["chosen"]
     assert rows[0]["reason"].startswith("within the budget but slower")
     assert choose(rows, reference_miou=0.400, max_loss=3.0) == "int8"
-    assert choose(rows, reference_miou=0.410, max_loss=0.5) == "fp32"
-    assert rows[0]["reason"].startswith("chosen as the fallback")
+    assert choose(rows, reference_miou=0.410, max_loss=0.5) is None
+    assert not any(r["chosen"] for r in rows)
+    assert all(r["reason"].startswith("outside the budget") for r in rows)
 
 
 def test_a_smaller_input_size_pays_for_its_lost_resolution_out_of_the_budget(
-        trained_model, tmp_path):
+        trained_model, tmp_path, capsys):
     """Deployed at half the frames' size, the reference is still the adapted network as
     `uda-seg evaluate` measures it, at its own size, and each candidate's loss is counted
     from there. Mutant: the reference evaluated (and timed) at the reduced input size, which
@@ -144,6 +145,21 @@ def test_a_smaller_input_size_pays_for_its_lost_resolution_out_of_the_budget(
     assert "48x64 (reference)" in (out / "deploy.md").read_text()
     # served with no flags at the size it was chosen at (mutant: Segmenter's 360x480 default)
     assert Segmenter.from_checkpoint(out / "model.onnx").input_size == (24, 32)
+
+    # The same candidates under a budget none of them meets at this size: nothing is
+    # served, and the model.onnx of the run above is gone (mutant: the unpruned fp32 export
+    # served as a 'fallback' although it loses more than the budget here).
+    closest = min(c["loss_points"] for c in doc["candidates"])
+    assert closest > 0.01, "the constructed case needs every half-size candidate to lose"
+    budget = f"{closest / 2:.4f}"
+    assert main([*argv[:argv.index("--max-loss") + 1], budget,
+                 *argv[argv.index("--max-loss") + 2:], "--per-channel", "off"]) == 2
+    assert "no candidate is within --max-loss" in capsys.readouterr().err
+    doc = json.loads((out / "deploy.json").read_text())
+    assert doc["chosen"] is None and doc["model"] is None and not (out / "model.onnx").exists()
+    assert not any(c["chosen"] for c in doc["candidates"])
+    assert all(c["reason"].startswith("outside the budget") for c in doc["candidates"])
+    assert "Served: nothing" in (out / "deploy.md").read_text()
 
 
 def test_data_without_a_val_split_is_refused_before_any_work(trained_model, tmp_path, capsys):

@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("deploy", exc)
     print((Path(args.out) / "deploy.md").read_text())
     chosen = next(c for c in doc["candidates"] if c["chosen"])
+    loss = chosen["loss_points"]
+    versus = f"{loss:.2f} points below" if loss >= 0.005 else (
+        f"{-loss:.2f} points above" if loss <= -0.005 else "equal to")
     print(f"served: {doc['model']} = {chosen['id']} (p50 {chosen['p50_ms']:.1f} ms, mIoU "
-          f"{100 * chosen['miou']:.2f} %, {chosen['loss_points']:.2f} points below the adapted "
-          f"fp32 network)")
+          f"{100 * chosen['miou']:.2f} %, {versus} the adapted fp32 network)")
     return 0

@@ -25,9 +25,11 @@ candidate and the reference are timed interleaved in one run, each at its own in
 (`inference.timing.interleaved`; ONNX Runtime and torch on the same `--threads`).
 The fastest candidate (p50) within `--max-loss` mIoU points of the adapted fp32 network
 is chosen; a candidate outside the budget, INT8 included, is reported as such and never
-chosen. If none is within it (only possible with a tiny budget, since the unpruned fp32
-export computes the reference's own function) the unpruned fp32 export is served and the
-report says so.
+chosen. If none is within it (a tiny budget, or an `--input-size` below the reference's
+that loses more than the budget on its own), nothing is served: deploy.json and deploy.md
+still list every candidate and why, OUT/model.onnx is not written (one left by an earlier
+run is removed, so it never disagrees with deploy.json), and the command fails naming the
+closest candidate.
 
 Writes OUT/model.onnx (the chosen candidate; metadata: class names, palette,
 normalisation, input size, and 'provenance': what it came from and what it measured),
@@ -89,6 +91,10 @@ REFERENCE_ID = "reference"
 
 class DeployError(ValueError):
     """A deploy request that cannot be carried out (missing split, bad ratio, ...)."""
+
+
+class NothingWithinBudget(DeployError):
+    """Every candidate was measured and none is within --max-loss (the report is written)."""
 
 
 @dataclass
@@ -452,26 +458,24 @@ def time_all(p: Plan, frame: np.ndarray, reference_frame: np.ndarray,
 def choose(rows: list[dict], reference_miou: float, max_loss: float) -> str:
     """The id of the fastest row within `max_loss` mIoU points of `reference_miou`; each
     row gains 'loss_points', 'within_budget', 'chosen' and 'reason'. With none within the
-    budget, the unpruned fp32 export (ratio 0, fp32) is the fallback, said in its reason."""
+    budget, None: nothing is chosen (bug guarded: the unpruned fp32 export served as a
+    'fallback' although, at a smaller input size, it too loses more than the budget)."""
     for row in rows:
         row["loss_points"] = 100.0 * (reference_miou - row["miou"])
         row["within_budget"] = row["loss_points"] <= max_loss + 1e-9
     ok = sorted((r for r in rows if r["within_budget"]), key=lambda r: r["p50_ms"])
-    fallback = next(r for r in rows if r["ratio"] == 0 and r["precision"] == "fp32")
-    chosen = ok[0] if ok else fallback
+    chosen = ok[0] if ok else None
     for row in rows:
         row["chosen"] = row is chosen
         if row is chosen:
-            row["reason"] = ("chosen: fastest within the budget" if ok else
-                             f"chosen as the fallback: no candidate is within {max_loss:g} "
-                             f"points (this one loses {row['loss_points']:.2f})")
+            row["reason"] = "chosen: fastest within the budget"
         elif not row["within_budget"]:
             row["reason"] = (f"outside the budget: loses {row['loss_points']:.2f} points "
                              f"> {max_loss:g}")
         else:
             row["reason"] = (f"within the budget but slower: p50 {row['p50_ms']:.1f} ms vs "
                              f"{chosen['p50_ms']:.1f} ms")
-    return chosen["id"]
+    return chosen["id"] if chosen else None
 
 
 # --- the report --------------------------------------------------------------------------
@@ -546,7 +550,9 @@ def markdown(doc: dict) -> str:
             f"{c['macs'] / 1e9:.2f} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | "
             f"{c['p50_ms'] / ref['p50_ms']:.2f}x | {100 * c['miou']:.2f} | "
             f"{c['loss_points']:.2f} | {c['reason']} |")
-    lines += ["", f"Served: `{doc['model']}` ({doc['chosen']}). Work this run: "
+    served = (f"Served: `{doc['model']}` ({doc['chosen']})." if doc["chosen"] else
+              f"Served: nothing: {nothing_served(doc)}")
+    lines += ["", served + " Work this run: "
               + ", ".join(f"{k} {v}" for k, v in doc["work"].items()) + ".", ""]
     return "\n".join(lines)
 
@@ -554,6 +560,17 @@ def markdown(doc: dict) -> str:
 def _size(ref: dict) -> str:
     size = ref.get("input_size")
     return f"{size[0]}x{size[1]}" if size else "evaluation size"
+
+
+def nothing_served(doc: dict) -> str:
+    """Why deploy served no model, naming the closest candidate and what to change."""
+    closest = min(doc["candidates"], key=lambda c: c["loss_points"])
+    size = doc["settings"]["input_size"]
+    return (f"no candidate is within --max-loss {doc['settings']['max_loss']:g} mIoU points "
+            f"of the adapted fp32 network at {_size(doc['reference'])} (the closest, "
+            f"{closest['id']} at {size[0]}x{size[1]}, loses {closest['loss_points']:.2f}); "
+            f"OUT/model.onnx not written. Raise --max-loss, or deploy at a larger "
+            f"--input-size; every candidate is in deploy.md.")
 
 
 def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start: str,
@@ -584,7 +601,7 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
                     "ort_spinning": os.environ.get("UDA_SEG_ORT_SPIN", "0") == "1",
                     "torch": torch.__version__, "onnxruntime": _ort_version()},
         "reference": ref, "candidates": rows, "chosen": chosen_id,
-        "model": str(p.out / "model.onnx"), "work": dict(p.work_done),
+        "model": str(p.out / "model.onnx") if chosen_id else None, "work": dict(p.work_done),
         "seconds": round(seconds, 1),
     }
 
@@ -623,8 +640,13 @@ def deploy(request: DeployRequest, progress: bool = True) -> dict:
         torch.set_num_threads(previous_threads)
     doc = report(p, reference, timings, len(dataset), load_start,
                  time.perf_counter() - started)
-    chosen = next(c for c in doc["candidates"] if c["chosen"])
-    write_model(p, chosen, doc["reference"])
+    chosen = next((c for c in doc["candidates"] if c["chosen"]), None)
+    if chosen is None:
+        (p.out / "model.onnx").unlink(missing_ok=True)  # never disagrees with deploy.json
+    else:
+        write_model(p, chosen, doc["reference"])
     (p.out / "deploy.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     (p.out / "deploy.md").write_text(markdown(doc))
+    if chosen is None:
+        raise NothingWithinBudget(f"{nothing_served(doc)} ({p.out / 'deploy.md'})")
     return doc
