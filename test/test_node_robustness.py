@@ -96,8 +96,8 @@ def test_bad_settings_exit_1_with_one_line_naming_the_problem(tmp_path, tiny_che
 
 def test_unknown_parameter_keys_are_named_with_the_nearest_valid_one(tmp_path):
     """Issue 14 #9. Mutant: unknown keys in a params file (a typo such as input_widht)
-    ignored without a word. The node still starts (here it then stops on the missing
-    model, which keeps the test fast)."""
+    ignored without a word. The node still reads its settings (here it then stops on the
+    half-set network size the typo leaves, which keeps the test fast)."""
     params = tmp_path / "typos.yaml"
     params.write_text("/**:\n  ros__parameters:\n    input_widht: 64\n    stats_perod: 1.0\n"
                       "    zzz_unrelated: 3\n    input_height: 48\n")
@@ -114,7 +114,8 @@ def test_unknown_parameter_keys_are_named_with_the_nearest_valid_one(tmp_path):
                          rf"'{meant}'\?\)", log), log
     assert re.search(r"unknown parameter 'zzz_unrelated' ignored;", log), log
     assert "unknown parameter 'input_height'" not in log
-    assert "model file not found" in log
+    # the typo leaves input_width at 0 beside input_height 48: refused, saying so
+    assert "input_height=48, input_width=0: set both" in log
 
 
 # ----------------------------------------------------------------------------- signals
