@@ -346,14 +346,10 @@ def eval_settings(p: Plan, c: Candidate | None, size: Sequence[int]) -> dict:
             "input_size": [int(v) for v in size]}
 
 
-def frame_size(dataset) -> list[int]:
-    """Height and width of the network input an evaluation split feeds (its first frame)."""
-    return [int(v) for v in dataset[0]["image"].shape[-2:]]
-
-
 def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
-                       module: Callable[[], nn.Module]) -> dict:
-    """mIoU (and the rest of the summary) of a candidate, or of the reference (c None)."""
+                       module: Callable[[], nn.Module], size: Sequence[int]) -> dict:
+    """mIoU (and the rest of the summary) of a candidate, or of the reference (c None), on
+    `dataset`, whose frames feed the network at `size` (H, W)."""
     name = c.id if c else REFERENCE_ID
     result = p.work / "eval" / f"{name}.json"
 
@@ -363,7 +359,7 @@ def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
         result.write_text(json.dumps({**cm.summary(), "images": len(dataset)}, indent=2) + "\n")
         p.work_done["evaluated"] += 1
 
-    settings = eval_settings(p, c, frame_size(dataset))
+    settings = eval_settings(p, c, size)
     _count(p, stages.run(f"eval-{name}", settings, [result], action, say=log.info))
     return {**json.loads(result.read_text()), "input_size": settings["input_size"]}
 
@@ -389,11 +385,12 @@ def _pruning_record(p: Plan, ratio: float) -> dict:
         "bn_batches": pruning.get("bn_batches")}
 
 
-def build_candidates(p: Plan, stages: Stages, dataset, reference_data, progress: bool) -> dict:
+def build_candidates(p: Plan, stages: Stages, dataset, reference_data,
+                     reference_size: Sequence[int], progress: bool) -> dict:
     """Prune, export, quantise and evaluate every candidate on `dataset` (at the input size)
-    and the reference on `reference_data` (at its own evaluation size), reusing finished
-    work; returns the reference's evaluation. Each candidate's `row` holds its complexity
-    and mIoU."""
+    and the reference on `reference_data` (at its own evaluation size, `reference_size`),
+    reusing finished work; returns the reference's evaluation. Each candidate's `row` holds
+    its complexity and mIoU."""
     p.candidates = candidate_list(p)
     ckpt = load_checkpoint(p.r.checkpoint)
     frames = CalibrationFrames(p, ckpt["mean"], ckpt["std"])
@@ -407,7 +404,8 @@ def build_candidates(p: Plan, stages: Stages, dataset, reference_data, progress:
 
     reference_model, _ = load_model(p.r.checkpoint)
     reference = evaluate_candidate(p, stages, None, reference_data,
-                                   lambda: ClassIds(reference_model.eval()).eval())
+                                   lambda: ClassIds(reference_model.eval()).eval(),
+                                   reference_size)
     step("reference evaluated")
     cache: dict = {}
     for ratio in ratios:
@@ -418,7 +416,7 @@ def build_candidates(p: Plan, stages: Stages, dataset, reference_data, progress:
         step(f"{c.id} written")
     for c in p.candidates:
         summary = evaluate_candidate(p, stages, c, dataset, lambda c=c: BackendModule(
-            OnnxRuntimeBackend(c.file, device="cpu", threads=p.threads), 12))
+            OnnxRuntimeBackend(c.file, device="cpu", threads=p.threads), 12), p.size)
         c.row = {**complexity_of(p, c.ratio, cache), "miou": summary["miou"],
                  "accuracy": summary["accuracy"], **_pruning_record(p, c.ratio)}
         step(f"{c.id} evaluated")
@@ -508,7 +506,7 @@ def write_model(p: Plan, chosen: dict, reference: dict) -> Path:
         "pruning_ratio": chosen["ratio"], "precision": chosen["precision"],
         "per_channel": chosen["per_channel"], "data": str(p.root.resolve()),
         "split": p.r.split, "miou": chosen["miou"], "reference_miou": reference["miou"],
-        "reference_input_size": reference.get("input_size"),
+        "reference_input_size": reference["input_size"],
         "loss_points": chosen["loss_points"], "max_loss": p.r.max_loss,
         "p50_ms": chosen["p50_ms"], "threads": p.threads, "input_size": list(p.size),
         "finetune": chosen.get("finetune"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -558,8 +556,7 @@ def markdown(doc: dict) -> str:
 
 
 def _size(ref: dict) -> str:
-    size = ref.get("input_size")
-    return f"{size[0]}x{size[1]}" if size else "evaluation size"
+    return f"{ref['input_size'][0]}x{ref['input_size'][1]}"
 
 
 def nothing_served(doc: dict) -> str:
@@ -634,8 +631,10 @@ def deploy(request: DeployRequest, progress: bool = True) -> dict:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(p.threads)
     try:
-        reference = build_candidates(p, stages, dataset, reference_data, progress)
-        timings = time_all(p, first_frame(dataset), first_frame(reference_data), progress)
+        reference_frame = first_frame(reference_data)  # its size: the reference's own
+        reference = build_candidates(p, stages, dataset, reference_data,
+                                     reference_frame.shape[-2:], progress)
+        timings = time_all(p, first_frame(dataset), reference_frame, progress)
     finally:
         torch.set_num_threads(previous_threads)
     doc = report(p, reference, timings, len(dataset), load_start,
