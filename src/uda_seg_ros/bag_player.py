@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uda_seg_ros.bag import COMPRESSED_TYPE, IMAGE_TYPE, LABELS_TOPIC, BagError
+from uda_seg_ros.transport import use_large_frame_transport
 
 SETTLE_S = 0.5  # after subscribers appear, discovery of their own publishers may lag
 
@@ -159,6 +160,7 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, loop: bool = False, restamp:
     image_topics = {c.topic for c in connections
                     if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE) and c.topic != LABELS_TOPIC}
 
+    use_large_frame_transport()  # a 518 kB frame and its label must both fit in the segment
     rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_bag_player")
     executor = SingleThreadedExecutor()

@@ -220,6 +220,7 @@ def evaluate_live(labels_topic: str = "/camera/labels",
     from sensor_msgs.msg import Image
 
     from uda_seg_ros.conversions import ImageConversionError, image_to_numpy
+    from uda_seg_ros.transport import use_large_frame_transport
 
     evaluation = LiveEvaluation()
     last_message = [0.0]
@@ -255,6 +256,7 @@ def evaluate_live(labels_topic: str = "/camera/labels",
             latency = arrived - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             evaluation.add_mask(key(msg), mask, latency)
 
+    use_large_frame_transport()  # the same transports as the player and the node
     rclpy.init(args=[])  # our own flags are not ROS arguments
     node = rclpy.create_node("uda_seg_live_eval")
     node.create_subscription(Image, mask_topic, on_mask, mask_qos(mask_qos_kind))

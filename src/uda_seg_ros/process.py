@@ -30,6 +30,8 @@ import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from uda_seg_ros.transport import use_large_frame_transport
+
 try:  # Humble and later
     from rclpy.executors import ExternalShutdownException
 except ImportError:  # pragma: no cover - older rclpy
@@ -144,6 +146,10 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
             if problem:
                 _fatal(name, problem)
                 return 1
+        profile = use_large_frame_transport()
+        if profile:
+            _info(name, f"Fast DDS transports: {profile} (a shared-memory segment that holds "
+                        f"camera frames)")
         try:
             rclpy.init(args=args)
         except Exception as exc:  # noqa: BLE001 - RCLError: arguments rcl cannot parse
