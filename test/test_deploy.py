@@ -143,6 +143,15 @@ def test_a_smaller_input_size_pays_for_its_lost_resolution_out_of_the_budget(
     assert fp32["miou"] != pytest.approx(ref["miou"], abs=1e-6), "half size must change mIoU"
     assert ref["macs"] > 3 * fp32["macs"]
     assert "48x64 (reference)" in (out / "deploy.md").read_text()
+    # Below the reference's size the unpruned network is also distilled across resolutions
+    # (mutant: no such candidate, or its fine-tune at the student's own size, scale 1).
+    assert [c["id"] for c in doc["candidates"]] == [
+        "r0.00-fp32", "r0.00-int8-pt", "r0.00-distilled-fp32", "r0.00-distilled-int8-pt"]
+    distilled = doc["candidates"][2]
+    assert distilled["distilled"] and distilled["ratio"] == 0.0
+    assert distilled["finetune"]["student_scale"] == [0.5, 0.5]
+    assert distilled["finetune"]["iters"] == 2 and distilled["bn_batches"] == 0
+    assert distilled["params"] == fp32["params"] and distilled["macs"] == fp32["macs"]
     # served with no flags at the size it was chosen at (mutant: Segmenter's 360x480 default)
     assert Segmenter.from_checkpoint(out / "model.onnx").input_size == (24, 32)
 

@@ -247,3 +247,43 @@ def test_target_distillation_needs_no_source_data_and_pulls_the_student_to_the_t
                        teacher=teacher, progress=False)
     assert summary["method"] == "target-distill" and "distill" in summary["final_losses"]
     assert divergence() < 0.8 * before
+
+
+def test_resolution_distillation_teaches_the_smaller_view_what_the_teacher_sees(trained_model):
+    """With student_scale (0.5, 0.5) the unpruned student sees the target crops at half
+    size and learns the adapted teacher's full-size scores: the divergence between the
+    teacher at full size and the student at half size (upsampled) falls. Mutant: the scale
+    ignored (the student, a copy of the teacher, trained at full size where its divergence
+    is already 0: nothing moves); the student's scores compared at its own size."""
+    import torch.nn.functional as F
+
+    from uda_seg_core.checkpoint import checkpoint_config
+    from uda_seg_core.losses import distillation_loss
+    from uda_seg_core.runtime import DistInfo
+    from uda_seg_core.train.finetune import FinetuneError, finetune
+    from uda_seg_core.train.loaders import target_loader
+
+    teacher, ckpt = load_model(trained_model.checkpoint)
+    cfg = checkpoint_config(ckpt)
+    student = copy.deepcopy(teacher)
+    with pytest.raises(FinetuneError, match="target-distill"):
+        finetune(student, cfg, 1, method="supervised", device="cpu", progress=False,
+                 student_scale=(0.5, 0.5))
+    loader = target_loader(cfg, DistInfo())
+    images = torch.cat([loader.next()["image"] for _ in range(2)])
+    h, w = images.shape[-2:]
+
+    def half_size_divergence() -> float:
+        with torch.no_grad():
+            small = F.interpolate(images, size=(h // 2, w // 2), mode="bilinear",
+                                  align_corners=False)
+            scores = F.interpolate(student.eval()(small), size=(h, w), mode="bilinear",
+                                   align_corners=False)
+            return float(distillation_loss(scores, teacher.eval()(images)))
+
+    before = half_size_divergence()
+    summary = finetune(student, cfg, 16, method="target-distill", device="cpu", lr=3e-4,
+                       teacher=teacher, student_scale=(0.5, 0.5), progress=False)
+    assert summary["student_scale"] == [0.5, 0.5]
+    after = half_size_divergence()
+    assert after < 0.75 * before, (before, after)  # 0.56x here; the mutant (no resize) >0.8x

@@ -7,7 +7,9 @@
 
 Candidates: the unpruned network and structured-pruned copies (BatchNorm re-estimated,
 distilled from the adapted network on unlabelled target frames), each as ONNX fp32 and
-INT8; all measured on the data's val split and timed interleaved in one run. Writes
+INT8; at an --input-size below the adapted network's own size also the unpruned network
+after resolution distillation (it sees the frames at the input size, the adapted network
+at its own); all measured on the data's val split and timed interleaved in one run. Writes
 OUT/model.onnx, OUT/deploy.json and OUT/deploy.md; a rerun reuses finished work. See
 `uda_seg_core.optimize.deploy`.
 """
@@ -58,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="channel-pruning ratios besides the unpruned network (default: "
                         f"{','.join(map(str, DEFAULT_RATIOS))})")
     parser.add_argument("--finetune-iters", type=int, default=d.finetune_iters,
-                        help="distillation iterations after each cut (default: %(default)s)")
+                        help="distillation iterations after each cut, and of the resolution "
+                        "distillation at a smaller --input-size (default: %(default)s)")
     parser.add_argument("--calibration-frames", type=int, default=d.calibration_frames,
                         help="target frames INT8 is calibrated on (default: %(default)s)")
     parser.add_argument("--per-channel", choices=PER_CHANNEL_CHOICES, default=d.per_channel,

@@ -14,7 +14,14 @@ Candidates, every one measured the same way:
   `--finetune-iters` iterations of distillation from the adapted network on unlabelled
   target frames (fine-tune method 'target-distill': the adapted network's predictions are
   the only target, so the adaptation is kept and neither domain's labels are needed),
-  exported fp32 and INT8 like the unpruned one.
+  exported fp32 and INT8 like the unpruned one;
+- at an `--input-size` below the reference's evaluation size (with `--finetune-iters` > 0),
+  the unpruned network after `--finetune-iters` iterations of *resolution distillation*
+  (candidates 'r0.00-distilled-*'): on unlabelled target crops, the student sees each crop
+  resized by input size / reference size, the adapted network the crop itself, and the
+  student's scores, upsampled, are pulled to the adapted network's softmax. A network served
+  at half the camera's resolution learns what the adapted one sees at the full one. The
+  pruned networks' fine-tunes distil across the same resolutions at such a size.
 Each candidate's mIoU is measured on the labelled `--split` (val) of `--data` at the
 input size, as the node serves it (frames resized to the input size, class ids resized
 back to the label's size, nearest). The reference row is the adapted fp32 network in eager
@@ -124,6 +131,20 @@ class DeployRequest:
     command: str = "uda-seg deploy"
 
 
+# A network the candidates are exported from: (pruning ratio, distilled). (0, False) is the
+# adapted checkpoint itself; (0, True) the same widths after resolution distillation (only
+# at an --input-size below the reference's, with --finetune-iters); (r, False) for r > 0 is
+# pruned, BatchNorm re-estimated and fine-tuned (resolution distillation there too, when the
+# input size is smaller).
+Network = tuple[float, bool]
+
+
+def network_tag(net: Network) -> str:
+    """'r0.30', 'r0.00', 'r0.00-distilled': the network's folder under OUT/work/."""
+    ratio, distilled = net
+    return f"r{ratio:.2f}" + ("-distilled" if distilled else "")
+
+
 @dataclass
 class Candidate:
     """One model that could be served: a pruning ratio in one precision."""
@@ -134,6 +155,11 @@ class Candidate:
     per_channel: bool | None  # INT8 weights per channel (None for fp32)
     file: Path
     row: dict = field(default_factory=dict)  # what was measured
+    distilled: bool = False  # ratio 0 only: the unpruned network after resolution distillation
+
+    @property
+    def network(self) -> Network:
+        return (self.ratio, self.distilled)
 
 
 @dataclass
@@ -149,6 +175,9 @@ class Plan:
     ckpt_sha256: str
     threads: int
     candidates: list[Candidate] = field(default_factory=list)
+    # (H, W) of the input size over the reference's evaluation size, when smaller: the
+    # fine-tunes then distil from the adapted network at its own size (set by `deploy`)
+    student_scale: tuple[float, float] = (1.0, 1.0)
     work_done: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("pruned", "exported", "quantised", "evaluated", "reused"), 0))
 
@@ -237,18 +266,31 @@ def check_request(r: DeployRequest) -> Plan:
                 resolve_threads(r.threads))
 
 
+def resolution_distilled(p: Plan) -> bool:
+    """Is there a distilled unpruned network: an input size below the reference's, and
+    fine-tune iterations to distil with."""
+    return p.student_scale != (1.0, 1.0) and p.r.finetune_iters > 0
+
+
+def networks(p: Plan) -> list[Network]:
+    """Unpruned first, then its distilled copy (where there is one), then each ratio."""
+    ratios = sorted({round(float(x), 4) for x in p.r.ratios} - {0.0})
+    return [(0.0, False), *([(0.0, True)] if resolution_distilled(p) else []),
+            *((r, False) for r in ratios)]
+
+
 def candidate_list(p: Plan) -> list[Candidate]:
-    """Ratio 0 (unpruned) first, then each pruning ratio; fp32, then the INT8 variants."""
+    """Each network in fp32, then its INT8 variants."""
     variants = {"both": (True, False), "on": (True,), "off": (False,)}[p.r.per_channel]
-    ratios = sorted({0.0, *(round(float(x), 4) for x in p.r.ratios)})
     out = []
-    for ratio in ratios:
-        folder = p.work / f"r{ratio:.2f}"
-        out.append(Candidate(f"r{ratio:.2f}-fp32", ratio, "fp32", None, folder / "fp32.onnx"))
+    for net in networks(p):
+        tag, folder = network_tag(net), p.work / network_tag(net)
+        out.append(Candidate(f"{tag}-fp32", net[0], "fp32", None, folder / "fp32.onnx",
+                             distilled=net[1]))
         for pc in variants:
-            tag = "pc" if pc else "pt"
-            out.append(Candidate(f"r{ratio:.2f}-int8-{tag}", ratio, "int8", pc,
-                                 folder / f"int8_{tag}.onnx"))
+            wt = "pc" if pc else "pt"
+            out.append(Candidate(f"{tag}-int8-{wt}", net[0], "int8", pc,
+                                 folder / f"int8_{wt}.onnx", distilled=net[1]))
     return out
 
 
@@ -260,16 +302,26 @@ def base_settings(p: Plan) -> dict:
             "input_size": list(p.size), "torch": torch.__version__}
 
 
-def pruning_settings(p: Plan, ratio: float) -> dict:
-    if ratio == 0:
+def pruning_settings(p: Plan, net: Network) -> dict:
+    if net == (0.0, False):
         return base_settings(p)
-    return {**base_settings(p), "ratio": ratio, "finetune_iters": p.r.finetune_iters,
-            "finetune_method": FINETUNE_METHOD, "bn_batches": p.r.bn_batches,
-            "data": str(p.root.resolve()), "overrides": list(p.r.overrides)}
+    settings = {**base_settings(p), "ratio": net[0], "finetune_iters": p.r.finetune_iters,
+                "finetune_method": FINETUNE_METHOD, "bn_batches": bn_batches_of(p, net),
+                "data": str(p.root.resolve()), "overrides": list(p.r.overrides)}
+    if p.student_scale != (1.0, 1.0):  # absent at full size: earlier work stays reusable
+        settings["student_scale"] = list(p.student_scale)
+    return settings
 
 
-def pruned_checkpoint(p: Plan, ratio: float) -> Path:
-    return Path(p.r.checkpoint) if ratio == 0 else p.work / f"r{ratio:.2f}" / "pruned.pt"
+def bn_batches_of(p: Plan, net: Network) -> int:
+    """No cut, no stale statistics: the distilled unpruned network skips the re-estimation."""
+    return 0 if net[0] == 0 else p.r.bn_batches
+
+
+def pruned_checkpoint(p: Plan, net: Network) -> Path:
+    if net == (0.0, False):
+        return Path(p.r.checkpoint)
+    return p.work / network_tag(net) / "pruned.pt"
 
 
 def finetune_overrides(p: Plan) -> list[str]:
@@ -279,20 +331,20 @@ def finetune_overrides(p: Plan) -> list[str]:
             "data.limit=0", *p.r.overrides]
 
 
-def make_pruned(p: Plan, stages: Stages, ratio: float, progress: bool) -> None:
-    if ratio == 0:
+def make_pruned(p: Plan, stages: Stages, net: Network, progress: bool) -> None:
+    if net == (0.0, False):
         return
-    out = pruned_checkpoint(p, ratio)
+    out = pruned_checkpoint(p, net)
 
     def action() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        prune_checkpoint(p.r.checkpoint, out, progress=progress, ratio=ratio,
+        prune_checkpoint(p.r.checkpoint, out, progress=progress, ratio=net[0],
                          finetune_iters=p.r.finetune_iters, finetune_method=FINETUNE_METHOD,
-                         bn_batches=p.r.bn_batches, device=p.r.device,
-                         overrides=finetune_overrides(p))
+                         bn_batches=bn_batches_of(p, net), device=p.r.device,
+                         student_scale=p.student_scale, overrides=finetune_overrides(p))
         p.work_done["pruned"] += 1
 
-    _count(p, stages.run(f"prune-r{ratio:.2f}", pruning_settings(p, ratio), [out], action,
+    _count(p, stages.run(f"prune-{network_tag(net)}", pruning_settings(p, net), [out], action,
                          say=log.info))
 
 
@@ -319,10 +371,10 @@ class CalibrationFrames:
 
 def make_onnx(p: Plan, stages: Stages, c: Candidate, frames: CalibrationFrames) -> None:
     """The candidate's ONNX file: export (fp32) or quantisation of the fp32 export (INT8)."""
-    settings = pruning_settings(p, c.ratio)
+    settings = pruning_settings(p, c.network)
     if c.precision == "fp32":
         def action() -> None:
-            model, ckpt = load_model(pruned_checkpoint(p, c.ratio))
+            model, ckpt = load_model(pruned_checkpoint(p, c.network))
             export_onnx(model.eval(), c.file, mode="pred", size=p.size,
                         metadata=metadata_from_checkpoint(ckpt, "pred", p.size))
             p.work_done["exported"] += 1
@@ -364,24 +416,25 @@ def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
     return {**json.loads(result.read_text()), "input_size": settings["input_size"]}
 
 
-def complexity_of(p: Plan, ratio: float, cache: dict) -> dict:
-    if ratio not in cache:
-        model, _ = load_model(pruned_checkpoint(p, ratio))
+def complexity_of(p: Plan, net: Network, cache: dict) -> dict:
+    if net not in cache:
+        model, _ = load_model(pruned_checkpoint(p, net))
         model.eval()
-        cache[ratio] = {"params": count_parameters(model),
-                        "macs": count_macs(model, (1, 3, *p.size))}
-    return cache[ratio]
+        cache[net] = {"params": count_parameters(model),
+                      "macs": count_macs(model, (1, 3, *p.size))}
+    return cache[net]
 
 
-def _pruning_record(p: Plan, ratio: float) -> dict:
-    if ratio == 0:
+def _pruning_record(p: Plan, net: Network) -> dict:
+    if net == (0.0, False):
         return {}
-    ckpt = load_checkpoint(pruned_checkpoint(p, ratio))
+    ckpt = load_checkpoint(pruned_checkpoint(p, net))
     pruning = dict(ckpt.get("pruning", {}))
     ft = pruning.get("finetune", {})
     return {"scope": pruning.get("scope"), "finetune": {
         "method": ft.get("method", FINETUNE_METHOD), "iters": ft.get("iters", 0),
-        "seconds": ft.get("seconds"), "final_losses": ft.get("final_losses", {})},
+        "seconds": ft.get("seconds"), "final_losses": ft.get("final_losses", {}),
+        "student_scale": ft.get("student_scale", [1.0, 1.0])},
         "bn_batches": pruning.get("bn_batches")}
 
 
@@ -394,8 +447,8 @@ def build_candidates(p: Plan, stages: Stages, dataset, reference_data,
     p.candidates = candidate_list(p)
     ckpt = load_checkpoint(p.r.checkpoint)
     frames = CalibrationFrames(p, ckpt["mean"], ckpt["std"])
-    ratios = sorted({c.ratio for c in p.candidates})
-    steps = len(ratios) + 2 * len(p.candidates) + 1
+    nets = networks(p)
+    steps = len(nets) + 2 * len(p.candidates) + 1
     bar = tqdm(total=steps, desc="deploy", dynamic_ncols=True, disable=not progress)
 
     def step(what: str) -> None:
@@ -408,21 +461,21 @@ def build_candidates(p: Plan, stages: Stages, dataset, reference_data,
                                    reference_size)
     step("reference evaluated")
     cache: dict = {}
-    for ratio in ratios:
-        make_pruned(p, stages, ratio, progress)
-        step(f"pruned r{ratio:.2f}")
+    for net in nets:
+        make_pruned(p, stages, net, progress)
+        step(f"made {network_tag(net)}")
     for c in p.candidates:
         make_onnx(p, stages, c, frames)
         step(f"{c.id} written")
     for c in p.candidates:
         summary = evaluate_candidate(p, stages, c, dataset, lambda c=c: BackendModule(
             OnnxRuntimeBackend(c.file, device="cpu", threads=p.threads), 12), p.size)
-        c.row = {**complexity_of(p, c.ratio, cache), "miou": summary["miou"],
-                 "accuracy": summary["accuracy"], **_pruning_record(p, c.ratio)}
+        c.row = {**complexity_of(p, c.network, cache), "miou": summary["miou"],
+                 "accuracy": summary["accuracy"], **_pruning_record(p, c.network)}
         step(f"{c.id} evaluated")
     bar.close()
     reference_macs = count_macs(reference_model, (1, 3, *reference["input_size"]))
-    return {**reference, **complexity_of(p, 0.0, cache), "macs": reference_macs}
+    return {**reference, **complexity_of(p, (0.0, False), cache), "macs": reference_macs}
 
 
 # --- timing and choosing -----------------------------------------------------------------
@@ -503,7 +556,8 @@ def write_model(p: Plan, chosen: dict, reference: dict) -> Path:
     provenance = {
         "made_by": "uda-seg deploy", "checkpoint": str(Path(p.r.checkpoint).resolve()),
         "checkpoint_sha256": p.ckpt_sha256, "candidate": chosen["id"],
-        "pruning_ratio": chosen["ratio"], "precision": chosen["precision"],
+        "pruning_ratio": chosen["ratio"], "distilled": chosen.get("distilled", False),
+        "precision": chosen["precision"],
         "per_channel": chosen["per_channel"], "data": str(p.root.resolve()),
         "split": p.r.split, "miou": chosen["miou"], "reference_miou": reference["miou"],
         "reference_input_size": reference["input_size"],
@@ -575,7 +629,8 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
     """deploy.json's document (rows chosen and explained)."""
     rows = []
     for c in p.candidates:
-        rows.append({"id": c.id, "ratio": c.ratio, "precision": c.precision,
+        rows.append({"id": c.id, "ratio": c.ratio, "distilled": c.distilled,
+                     "precision": c.precision,
                      "per_channel": c.per_channel, "file": str(c.file), **c.row,
                      **timings[c.id]})
     chosen_id = choose(rows, reference["miou"], p.r.max_loss)
@@ -601,6 +656,13 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
         "model": str(p.out / "model.onnx") if chosen_id else None, "work": dict(p.work_done),
         "seconds": round(seconds, 1),
     }
+
+
+def student_scale(size: Sequence[int], reference_size: Sequence[int]) -> tuple[float, float]:
+    """(H, W) factors from the reference's evaluation size to the input size where the input
+    is smaller in both; (1, 1) otherwise (nothing to distil across resolutions)."""
+    sy, sx = (float(a) / float(b) for a, b in zip(size, reference_size))
+    return (sy, sx) if sy < 1 and sx < 1 else (1.0, 1.0)
 
 
 def first_frame(dataset) -> np.ndarray:
@@ -632,6 +694,7 @@ def deploy(request: DeployRequest, progress: bool = True) -> dict:
     torch.set_num_threads(p.threads)
     try:
         reference_frame = first_frame(reference_data)  # its size: the reference's own
+        p.student_scale = student_scale(p.size, reference_frame.shape[-2:])
         reference = build_candidates(p, stages, dataset, reference_data,
                                      reference_frame.shape[-2:], progress)
         timings = time_all(p, first_frame(dataset), reference_frame, progress)

@@ -200,6 +200,9 @@ class StructuredPruning:
     finetune_method: str = "auto"  # auto: adversarial when the checkpoint holds a D
     finetune_lr: float | None = None  # None: train.lr / 10
     distill: float = 0.0
+    # target-distill only: the student sees the frames resized by (H, W) factors < 1, the
+    # teacher at their size (resolution distillation for a smaller input size)
+    student_scale: Sequence[float] = (1.0, 1.0)
     steps: int = 1
     bn_batches: int = 25
     evaluate: bool = False
@@ -237,10 +240,13 @@ def _prune_in_steps(model: nn.Module, cfg: Config, r: StructuredPruning, method:
     for step in range(steps):
         # Each step removes the same fraction of what is left, so `steps` of them leave
         # (1 - ratio) of the channels, as one step of `ratio` would.
-        pruning = prune_channels(
-            model, step_fraction(ratio, steps), scope=r.scope, importance=r.importance,
-            group_ratios={k: step_fraction(v, steps) for k, v in r.group_ratios.items()},
-            round_to=r.round_to or None, max_layer_ratio=r.max_layer_ratio)
+        if ratio > 0 or r.group_ratios:
+            pruning = prune_channels(
+                model, step_fraction(ratio, steps), scope=r.scope, importance=r.importance,
+                group_ratios={k: step_fraction(v, steps) for k, v in r.group_ratios.items()},
+                round_to=r.round_to or None, max_layer_ratio=r.max_layer_ratio)
+        else:  # no channel removed: the fine-tune alone (deploy's distilled unpruned network)
+            pruning = {"method": "none", "scope": r.scope}
         if r.bn_batches > 0:
             recalibrate_batchnorm(model, cfg, r.bn_batches, r.device,
                                   with_target=method in ("adversarial", "target-distill"),
@@ -254,7 +260,7 @@ def _prune_in_steps(model: nn.Module, cfg: Config, r: StructuredPruning, method:
             rounds.append(finetune(
                 model, cfg, iters, method=method, device=r.device, lr=lr, teacher=teacher,
                 discriminator_state=disc_state if method == "adversarial" else None,
-                distill=r.distill, progress=progress))
+                distill=r.distill, student_scale=tuple(r.student_scale), progress=progress))
     pruning.update(ratio=float(ratio), group_ratios=dict(r.group_ratios), steps=steps,
                    bn_batches=int(r.bn_batches))
     if rounds:

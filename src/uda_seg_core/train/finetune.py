@@ -10,7 +10,9 @@ scalers, loaders and schedules, only without a run directory.
 restored from `discriminator_state` when given, else a fresh one), or 'target-distill'
 (the pixel-mean KL divergence from the frozen `teacher`'s softmax on unlabelled target
 frames, nothing else: no labels and no source data; what `uda-seg deploy` uses to keep an
-adapted network's adaptation in its pruned copies). With a `teacher` and `distill` > 0
+adapted network's adaptation in its pruned copies; with `student_scale` < 1 the student
+sees the frames smaller than the teacher does: resolution distillation for a network
+served at a smaller input size). With a `teacher` and `distill` > 0
 the supervised loss gains `distill` x that KL divergence on the source batch. Poly decay
 runs over the fine-tune's own iterations.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -46,18 +49,23 @@ class FinetuneError(ValueError):
 
 def finetune_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.device, *,
                      method: str = "supervised", discriminator_state: dict | None = None,
-                     teacher: nn.Module | None = None, distill: float = 0.0) -> Trainer:
+                     teacher: nn.Module | None = None, distill: float = 0.0,
+                     student_scale: Sequence[float] = (1.0, 1.0)) -> Trainer:
     """The Trainer of a fine-tune: `model` as G, the method's step, poly decay over `iters`."""
     if method not in FINETUNE_METHODS:
         raise FinetuneError(f"unknown fine-tune method '{method}'; choose from "
                             f"{', '.join(FINETUNE_METHODS)}")
+    if tuple(student_scale) != (1.0, 1.0) and method != "target-distill":
+        raise FinetuneError("a student_scale (resolution distillation) needs the "
+                            "target-distill fine-tune")
     if distill > 0 and (teacher is None or method != "supervised"):
         raise FinetuneError("distillation needs a teacher and the supervised fine-tune")
     dist = DistInfo()
     opt_g = build_segmentation_optimizer(model, cfg)
     scalers = {"g": grad_scaler(device, cfg.train.amp)}
     if method == "target-distill":
-        return _target_distill_trainer(model, cfg, iters, device, teacher, opt_g, scalers)
+        return _target_distill_trainer(model, cfg, iters, device, teacher, opt_g, scalers,
+                                       student_scale)
     trainer = Trainer(command="finetune", model=model, optimizers={"g": opt_g},
                       schedulers={"g": poly_scheduler(opt_g, iters, cfg.train.poly_power)},
                       scalers=scalers, loaders={"source": source_loader(cfg, dist)},
@@ -82,7 +90,8 @@ def finetune_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.de
 
 
 def _target_distill_trainer(model: nn.Module, cfg: Config, iters: int, device: torch.device,
-                            teacher: nn.Module | None, opt_g, scalers: dict) -> Trainer:
+                            teacher: nn.Module | None, opt_g, scalers: dict,
+                            student_scale: Sequence[float] = (1.0, 1.0)) -> Trainer:
     """Distillation alone on unlabelled target frames: the only loader is the target's."""
     if teacher is None:
         raise FinetuneError("the target-distill fine-tune needs a teacher (the adapted network)")
@@ -91,14 +100,16 @@ def _target_distill_trainer(model: nn.Module, cfg: Config, iters: int, device: t
                    schedulers={"g": poly_scheduler(opt_g, iters, cfg.train.poly_power)},
                    scalers=scalers, loaders={"target": target_loader(cfg, DistInfo())},
                    step=lambda b: target_distillation_step(model, teacher, opt_g, b["target"],
-                                                           cfg, scalers["g"]))
+                                                           cfg, scalers["g"], student_scale))
 
 
 def finetune(model: nn.Module, cfg: Config, iters: int, *, method: str = "supervised",
              discriminator_state: dict | None = None, device: str = "auto",
              lr: float | None = None, teacher: nn.Module | None = None, distill: float = 0.0,
-             progress: bool = True) -> dict:
+             student_scale: Sequence[float] = (1.0, 1.0), progress: bool = True) -> dict:
     """Train `model` in place for `iters` iterations; `lr` defaults to the config's train.lr.
+    `student_scale` < 1 (target-distill only): the student sees the frames resized by it,
+    the teacher at their size (`supervised.target_distillation_step`).
 
     Returns the method, iterations, lr, distillation weight, the seconds taken and the mean
     of each loss over the last 20 iterations.
@@ -110,7 +121,7 @@ def finetune(model: nn.Module, cfg: Config, iters: int, *, method: str = "superv
     model.to(dev)
     trainer = finetune_trainer(model, cfg, iters, dev, method=method,
                                discriminator_state=discriminator_state, teacher=teacher,
-                               distill=distill)
+                               distill=distill, student_scale=tuple(student_scale))
     trainer.train_mode()
     history: list[dict] = []
     started = time.perf_counter()
@@ -127,4 +138,5 @@ def finetune(model: nn.Module, cfg: Config, iters: int, *, method: str = "superv
     tail = history[-20:]
     mean = {k: sum(h[k] for h in tail) / len(tail) for k in tail[0]} if tail else {}
     return {"method": method, "iters": iters, "lr": cfg.train.lr, "distill": distill,
+            "student_scale": [float(v) for v in student_scale],
             "seconds": time.perf_counter() - started, "final_losses": mean}

@@ -17,7 +17,10 @@ unlabelled target frames (`target_distillation_step`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uda_seg_core.config import Config
@@ -74,15 +77,25 @@ def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.opt
 
 def target_distillation_step(model: nn.Module, teacher: nn.Module,
                              optimizer: torch.optim.Optimizer, batch: dict, cfg: Config,
-                             scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+                             scaler: torch.amp.GradScaler | None = None,
+                             student_scale: Sequence[float] = (1.0, 1.0)) -> dict[str, float]:
     """One iteration of distillation alone on an unlabelled batch (target frames): the
     student's main output is pulled towards the frozen `teacher`'s softmax. No labels of
-    either domain: an adapted teacher hands its adaptation to a pruned student."""
+    either domain: an adapted teacher hands its adaptation to a pruned student.
+
+    `student_scale` (H, W factors) < 1: resolution distillation. The student sees the batch
+    resized by that factor (bilinear, as the Segmenter resizes a frame to a smaller input
+    size), the teacher the batch itself, and the student's scores, upsampled back, must
+    match the teacher's: a network served at a smaller input size learns to give what the
+    adapted network gives at the full size."""
     images = batch["image"]
     scaler = scaler or grad_scaler(images.device, False)
     optimizer.zero_grad(set_to_none=True)
+    full = images.shape[-2:]
     with autocast(images.device, cfg.train.amp):
-        student = model(images, aux_mode="train")[0]
+        student = model(student_view(images, student_scale), aux_mode="train")[0]
+        if student.shape[-2:] != full:
+            student = F.interpolate(student, size=full, mode="bilinear", align_corners=False)
     with torch.no_grad(), autocast(images.device, cfg.train.amp):
         teacher_logits = teacher(images, aux_mode="eval")
     kd = distillation_loss(student, teacher_logits)
@@ -90,6 +103,15 @@ def target_distillation_step(model: nn.Module, teacher: nn.Module,
     scaler.step(optimizer)
     scaler.update()
     return {"distill": float(kd.detach())}
+
+
+def student_view(images: torch.Tensor, scale: Sequence[float]) -> torch.Tensor:
+    """`images` (N, C, H, W) resized by `scale` = (H factor, W factor); as is at (1, 1)."""
+    h, w = images.shape[-2:]
+    size = (max(1, round(h * float(scale[0]))), max(1, round(w * float(scale[1]))))
+    if size == (h, w):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
 
 
 def build_model(cfg: Config, device: torch.device) -> nn.Module:
