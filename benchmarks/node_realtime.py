@@ -22,7 +22,9 @@ the deployed model and LRASPP-MobileNetV3 INT8 (the peer), in one run.
 Columns: node fps, frames the node's callback received (of those published), dropped by the
 node (newest-frame policy) and lost before it (labelled frames with no mask that the node
 never counted: a best-effort, depth-1 reader keeps only the newest sample while the
-executor is busy), end-to-end latency (stamp -> mask published) p50 / p99,
+executor is busy; and, before uda_seg_ros.transport, Fast DDS's 512 KiB shared-memory
+segment reused a 518 kB frame's buffer for its label), end-to-end latency (stamp -> mask
+published) p50 / p99,
 node latency (received -> published) p50, and the live mIoU over the frames processed.
 Writes OUT/node_realtime.json and OUT/node_realtime.md (default OUT: runs/node_realtime).
 Children get OMP_NUM_THREADS=--threads and OMP_WAIT_POLICY=PASSIVE unless set.

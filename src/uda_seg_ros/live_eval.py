@@ -209,6 +209,25 @@ def wait_for_mask_publisher(node, executor, topic: str, timeout: float, log) -> 
     return True
 
 
+def spin_until_done(executor, evaluation: LiveEvaluation, *, start: float,
+                    last_message: list[float], timeout: float, idle: float, expect: int,
+                    log) -> None:
+    """Spin until `expect` frames are scored, `timeout` seconds have passed since `start`,
+    or no message arrived for `idle` seconds after the first one."""
+    import rclpy
+
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+        now = time.monotonic()
+        if expect and evaluation.frames_matched + evaluation.counts["size_mismatch"] >= expect:
+            return
+        if now - start > timeout:
+            log(f"evaluate: stopping after --timeout {timeout:g} s")
+            return
+        if last_message[0] and now - last_message[0] > idle:
+            return
+
+
 def evaluate_live(labels_topic: str = "/camera/labels",
                   mask_topic: str = "segmentation/class_mask", *, timeout: float = 120.0,
                   idle: float = 5.0, expect: int = 0, mask_qos_kind: str = "reliable",
@@ -272,16 +291,8 @@ def evaluate_live(labels_topic: str = "/camera/labels",
         node.create_subscription(Image, labels_topic, on_label, QoSProfile(depth=100))
         if ready_file:
             Path(ready_file).write_text("ready\n")
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-            now = time.monotonic()
-            if expect and evaluation.frames_matched + evaluation.counts["size_mismatch"] >= expect:
-                break
-            if now - start > timeout:
-                log(f"evaluate: stopping after --timeout {timeout:g} s")
-                break
-            if last_message[0] and now - last_message[0] > idle:
-                break
+        spin_until_done(executor, evaluation, start=start, last_message=last_message,
+                        timeout=timeout, idle=idle, expect=expect, log=log)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: report what was matched so far
     finally:
