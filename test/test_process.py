@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 
@@ -69,3 +70,38 @@ def test_a_signal_ends_start_up_once_and_is_only_recorded_afterwards():
     finally:
         stop.restore()
     assert signal.getsignal(signal.SIGINT) != stop._handle
+
+
+# A node process whose rclpy signal handlers are gone once it runs, so SIGINT reaches
+# only StopSignals' Python handler: the state of the process in which the managed node
+# slept through SIGINT in CI (rclpy's handler did not wake `executor.spin()`).
+DEAF_EXECUTOR_PROBE = """
+import sys
+import rclpy.signals
+from rclpy.node import Node
+from uda_seg_ros.process import run_node
+
+class Probe(Node):
+    def __init__(self):
+        super().__init__("deaf_executor_probe")
+        rclpy.signals.uninstall_signal_handlers()
+        print("spinning", flush=True)
+
+    def close(self):
+        print("closed", flush=True)
+
+sys.exit(run_node(Probe, "deaf_executor_probe", []))
+"""
+
+
+def test_a_stop_signal_ends_spinning_even_when_rclpy_does_not_wake_the_executor(tmp_path):
+    """Bug guarded: `executor.spin()` blocks in rcl_wait with no timeout, so a signal that
+    only the Python handler records (rclpy's handler missing or not waking it) left the
+    node running until killed (test_shutdown_from_unconfigured_loads_nothing, once in CI)."""
+    from ros_helpers import NodeProcess
+
+    proc = NodeProcess.start([sys.executable, "-c", DEAF_EXECUTOR_PROBE], tmp_path / "probe.log")
+    proc.wait_for_output("spinning", 60)
+    assert proc.stop(signal.SIGINT, timeout=20) == 0
+    log = proc.output()
+    assert "stopping (SIGINT)" in log and "closed" in log

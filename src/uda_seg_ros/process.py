@@ -38,6 +38,8 @@ except ImportError:  # pragma: no cover - older rclpy
     ExternalShutdownException = RuntimeError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long the executor waits before it looks at the stop flag again (spin_until_stopped).
+SPIN_TICK_S = 0.25
 
 
 class StartInterrupted(BaseException):
@@ -168,6 +170,21 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
         stop.ignore_from_now()
 
 
+def spin_until_stopped(executor, node: Node, stop: StopSignals,
+                       tick_s: float = SPIN_TICK_S) -> None:
+    """Spin until a stop signal is recorded or the context shuts down.
+
+    rclpy's own SIGINT / SIGTERM handler normally wakes the executor by shutting the
+    context down, but not always: once in CI a managed node in `finalized` slept through
+    SIGINT for 60 s in `executor.spin()` (rcl_wait, no timeout), while the Python handler,
+    which only runs when the main thread is back in the interpreter, had no chance to.
+    Waiting in ticks of `tick_s` lets the recorded signal end the loop whatever rclpy's
+    handler did; the cost is one empty wake-up per tick.
+    """
+    while not stop.requested and node.context.ok():
+        executor.spin_once(timeout_sec=tick_s)
+
+
 def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals) -> int:
     node = None
     try:
@@ -191,7 +208,7 @@ def _start_and_spin(make_node: Callable[[], Node], name: str, stop: StopSignals)
         stop.starting = False
     try:
         executor.add_node(node)
-        executor.spin()
+        spin_until_stopped(executor, node, stop)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
