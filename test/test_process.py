@@ -1,5 +1,6 @@
 """The node process's start-up helpers, in this process: params-file checks, one-line
-errors, and the signal handlers' two modes.
+errors, and the signal handlers' two modes; and, in a child process, that a recorded stop
+signal ends the spinning.
 
     .venv/bin/pytest test/test_process.py -q
 """
@@ -10,6 +11,7 @@ import signal
 import sys
 
 import pytest
+from ros_helpers import NodeProcess
 
 from uda_seg_ros.process import (
     StartInterrupted,
@@ -98,8 +100,6 @@ def test_a_stop_signal_ends_spinning_even_when_rclpy_does_not_wake_the_executor(
     """Bug guarded: `executor.spin()` blocks in rcl_wait with no timeout, so a signal that
     only the Python handler records (rclpy's handler missing or not waking it) left the
     node running until killed (test_shutdown_from_unconfigured_loads_nothing, once in CI)."""
-    from ros_helpers import NodeProcess
-
     proc = NodeProcess.start([sys.executable, "-c", DEAF_EXECUTOR_PROBE], tmp_path / "probe.log")
     proc.wait_for_output("spinning", 60)
     assert proc.stop(signal.SIGINT, timeout=20) == 0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 
 from uda_seg_ros.transport import use_large_frame_transport
@@ -170,7 +170,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
         stop.ignore_from_now()
 
 
-def spin_until_stopped(executor, node: Node, stop: StopSignals,
+def spin_until_stopped(executor: Executor, node: Node, stop: StopSignals,
                        tick_s: float = SPIN_TICK_S) -> None:
     """Spin until a stop signal is recorded or the context shuts down.
 
