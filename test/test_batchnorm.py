@@ -43,6 +43,7 @@ def test_adapt_bn_command_moves_statistics_to_the_target_and_keeps_weights(tmp_p
     re-estimation, weights touched by a training step."""
     from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
     from uda_seg_core.cli import main
+    from uda_seg_core.config import input_normalisation
     from uda_seg_core.data import build_dataset, eval_transform
     from uda_seg_core.models import build_model_from_checkpoint
 
@@ -64,7 +65,8 @@ def test_adapt_bn_command_moves_statistics_to_the_target_and_keeps_weights(tmp_p
     new_model = build_model_from_checkpoint(adapted)
 
     def batch(root, split):
-        ds = build_dataset("auto", root, split, transform=eval_transform(cfg.data))
+        ds = build_dataset("auto", root, split, transform=eval_transform(
+            cfg.data, normalisation=input_normalisation(cfg)))
         return torch.stack([ds[i]["image"] for i in range(len(ds))])
 
     target_mean = _first_norm_input_mean(new_model, batch(camvid, "train"))

@@ -15,7 +15,7 @@ from data_fixtures import (
     write_class_dict,
 )
 
-from uda_seg_core.config import AugmentationConfig, DataConfig
+from uda_seg_core.config import IMAGENET, AugmentationConfig, DataConfig
 from uda_seg_core.data import DatasetFormatError, build_dataset
 from uda_seg_core.data.transforms import build_transforms
 
@@ -144,7 +144,7 @@ def test_unlabelled_target_needs_no_labels(tmp_path):
 def test_transform_gives_normalised_tensors(tmp_path):
     write_camvid_colour(tmp_path, {"val": ["a"]}, h=24, w=32)
     data = DataConfig(crop_size=[16, 16], eval_size=[12, 16])
-    tf = build_transforms(AugmentationConfig(), data, train=False)
+    tf = build_transforms(AugmentationConfig(), data, train=False, normalisation=IMAGENET)
     item = build_dataset("camvid", tmp_path, "val", transform=tf)[0]
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 12, 16)
     assert item["label"].dtype == torch.int64 and item["label"].shape == (24, 32)

@@ -17,7 +17,7 @@ from uda_seg_core.models import (
     count_macs,
     count_parameters,
 )
-from uda_seg_core.models.bisenet import torchvision_cache_path
+from uda_seg_core.models.backbones import torchvision_cache_path
 
 SIZES = [(64, 96), (60, 92)]  # the second is not divisible by 32
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from uda_seg_core.config import Config
+from uda_seg_core.config import IMAGENET, Config
 from uda_seg_core.optimize.sweep import (
     CSV_COLUMNS,
     max_sparsity_within,
@@ -103,7 +103,7 @@ def test_sweep_writes_csv_json_and_figures_with_the_right_rows(tiny, tmp_path):
     # sparsity 0 is the unpruned model's own evaluation
     model, _ = load_model(ckpt)
     dataset = build_dataset("camvid", data, "test", transform=build_transforms(
-        Config().augmentation, Config().data, train=False))
+        Config().augmentation, Config().data, train=False, normalisation=IMAGENET))
     reference = evaluate_model(model, dataset, "cpu").summary()
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["baseline"]["accuracy"] == pytest.approx(reference["accuracy"])
@@ -127,7 +127,7 @@ def test_global_pruning_at_high_sparsity_changes_the_predictions(tiny):
     ckpt, data = tiny
     model, _ = load_model(ckpt)
     dataset = build_dataset("camvid", data, "test", transform=build_transforms(
-        Config().augmentation, Config().data, train=False))
+        Config().augmentation, Config().data, train=False, normalisation=IMAGENET))
     result = run_sweep(model, dataset, "cpu", modes=("global",), sparsities=[0.0, 0.95])
     zero, high = result["rows"]
     assert high["measured_sparsity"] == pytest.approx(0.95, abs=2e-3)

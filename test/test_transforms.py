@@ -7,11 +7,16 @@ import torch
 from data_fixtures import write_camvid_colour
 from torch.utils.data import DataLoader
 
-from uda_seg_core.config import AugmentationConfig, DataConfig, load_config
+from uda_seg_core.config import IMAGENET, AugmentationConfig, DataConfig, load_config
 from uda_seg_core.data import build_dataset, seed_worker, set_epoch
-from uda_seg_core.data.transforms import build_transforms
+from uda_seg_core.data.transforms import build_transforms as _build_transforms
 from uda_seg_core.study.experiments import TABLE_III_AUGMENTATIONS as TABLE_III
 from uda_seg_core.study.experiments import table_iii_yaml
+
+
+def build_transforms(*args, **kwargs):
+    return _build_transforms(*args, normalisation=IMAGENET, **kwargs)
+
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 OFF = {"hflip": 0.0, "blur_sigma": [], "linear_contrast": [], "noise_std": [], "multiply": []}

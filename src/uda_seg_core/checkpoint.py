@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uda_seg_core.config import Config, from_dict, to_dict
+from uda_seg_core.config import Config, from_dict, input_normalisation, to_dict
 from uda_seg_core.labels import CLASS_NAMES, PALETTE
 
 FORMAT = "uda_seg.checkpoint/1"
@@ -57,8 +57,9 @@ def model_payload(model: nn.Module, cfg: Config) -> dict:
         "config": to_dict(cfg),
         "class_names": list(CLASS_NAMES[: cfg.model.num_classes]),
         "palette": PALETTE[: cfg.model.num_classes].tolist(),
-        "mean": list(cfg.data.mean),
-        "std": list(cfg.data.std),
+        # the normalisation the weights expect (the backbone's unless the config set one)
+        "mean": list(input_normalisation(cfg).mean),
+        "std": list(input_normalisation(cfg).std),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
     }
 

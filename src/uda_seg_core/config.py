@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 
 
@@ -34,9 +35,12 @@ class ConfigError(ValueError):
 
 
 # ImageNet statistics (RGB, 0-1 scale): the normalisation of the torchvision backbones, and
-# the default of every model, dataset and exported graph that stores none of its own.
+# the default of every checkpoint and exported graph that stores none of its own.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite's TF-ported ImageNet weights expect (x - 127) / 128 on the 0-255 scale.
+EFFICIENTNET_LITE_MEAN = (127 / 255,) * 3
+EFFICIENTNET_LITE_STD = (128 / 255,) * 3
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"  # what a device setting accepts
 # Keys older configs and checkpoints may hold that no longer do anything: dropped on load,
 # with a warning naming them.
@@ -66,9 +70,10 @@ def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
 
 
 # The choices of each setting with a fixed set of values (see the module docstring).
-Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0",
+                   "efficientnet_lite1", "efficientnet_lite2"]
 DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda"]
-OptimizerName = Literal["sgd", "adam", "rmsprop"]
+OptimizerName = Literal["sgd", "adam", "rmsprop", "adamw"]
 SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice"]
 DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd"]
 PruneMode = Literal["none", "fixed", "incremental"]
@@ -77,10 +82,19 @@ Device = Annotated[str, check_device]
 
 @dataclass
 class ModelConfig:
-    backbone: Backbone = "resnet18"  # context path: resnet18 | resnet34 | resnet50 | resnet101
+    # context path: resnet18 | resnet34 | resnet50 | resnet101 (the paper's) |
+    # efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (ImageNet weights installable)
+    backbone: Backbone = "resnet18"
     num_classes: int = 12  # the paper's 11 CamVid classes + Background
-    # ImageNet weights: '' random init, a .pth path, or 'torchvision' (its cache only)
+    # ImageNet weights: '' random init, 'imagenet' (the installed weight package of an
+    # EfficientNet-Lite), a local .pth path, or 'torchvision' (its cache, ResNets only)
     pretrained: str = ""
+    # spatial path widths (three stride-2 conv-BN-ReLU layers, the paper's 64-128-256);
+    # [] = no spatial path: the context path's own 1/8 features take its place
+    spatial_channels: list[int] = field(default_factory=lambda: [64, 128, 256])
+    context_channels: int = 128  # width of each ARM output (the paper's BiSeNet: 128)
+    fusion_channels: int = 256  # FFM output width (BiSeNet: 256)
+    head_channels: int = 128  # the main head's 3x3 conv width (BiSeNet: 128)
 
 
 @dataclass
@@ -102,8 +116,11 @@ class DataConfig:
     # H, W of the network input for evaluation (the image is resized, the label never:
     # metrics stay at the frame's resolution); [] = the frame's own size
     eval_size: list[int] = field(default_factory=list)
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # RGB, 0-1 scale
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    # input normalisation, RGB on the 0-1 scale: [] = what model.backbone's weights expect
+    # (the normal case, see `input_normalisation`); set both only for weights of your own
+    # trained with another one
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
     num_workers: int = 2
     limit: int = 0  # use only the first N images of each split (0 = all); for smoke runs
 
@@ -129,11 +146,13 @@ class AugmentationConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: OptimizerName = "sgd"  # sgd | adam | rmsprop (Table IV); the paper picks SGD
+    # sgd | adam | rmsprop (Table IV; the paper picks SGD) | adamw (decoupled weight decay)
+    optimizer: OptimizerName = "sgd"
     lr: float = 2.5e-2  # initial learning rate, poly-decayed per iteration
     momentum: float = 0.9
     weight_decay: float = 1e-4  # not applied to norms and biases
     poly_power: float = 0.9  # lr = lr0 * (1 - it / max_it) ** poly_power
+    warmup_iters: int = 0  # linear lr warm-up of the segmentation network (0 = none)
     batch_size: int = 4
     epochs: int = 50
     max_iters: int = 0  # 0 = epochs * iterations per epoch
@@ -204,6 +223,68 @@ class Config:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     optimise: OptimiseConfig = field(default_factory=OptimiseConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """What a network's weights expect of an RGB image: (x / 255 - mean) / std per channel.
+
+    The one implementation of input normalisation: training and evaluation transforms, the
+    Segmenter (and so the node), deploy calibration and the prediction grids all call it.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self):
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"normalisation needs 3 means and 3 positive stds (RGB), got "
+                              f"mean={list(self.mean)} std={list(self.std)}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x / 255 - mean) / std == x * scale - shift: one multiply and one subtract."""
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return (1.0 / (255.0 * std)).astype(np.float32), (mean / std).astype(np.float32)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 RGB (uint8, or float on the 0-255 scale) -> float32 3xHxW, contiguous."""
+        scale, shift = self.scale_shift()
+        x = np.array(image, dtype=np.float32)  # a copy: the caller's image is left alone
+        x *= scale
+        x -= shift
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def invert(self, chw: np.ndarray) -> np.ndarray:
+        """float32 3xHxW normalised -> HxWx3 uint8 RGB (for pictures of what the net saw)."""
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        x = (np.asarray(chw, np.float32).transpose(1, 2, 0) * std + mean) * 255.0
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+    def as_lists(self) -> tuple[list[float], list[float]]:
+        return list(self.mean), list(self.std)
+
+
+IMAGENET = Normalisation(IMAGENET_MEAN, IMAGENET_STD)
+EFFICIENTNET_LITE = Normalisation(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
+
+
+def backbone_normalisation(backbone: str) -> Normalisation:
+    """The normalisation a backbone's ImageNet weights were trained with (random init uses
+    the same, so a network can later start from either)."""
+    return EFFICIENTNET_LITE if backbone.startswith("efficientnet_lite") else IMAGENET
+
+
+def input_normalisation(cfg: Config) -> Normalisation:
+    """The normalisation a config's network is fed with: `data.mean` / `data.std` when both
+    are set (a checkpoint's own record, or weights of the user's), else the backbone's."""
+    if cfg.data.mean or cfg.data.std:
+        if not (cfg.data.mean and cfg.data.std):
+            raise ConfigError("data.mean and data.std: set both or neither ([] = the "
+                              "backbone's normalisation)")
+        return Normalisation(tuple(cfg.data.mean), tuple(cfg.data.std))
+    return backbone_normalisation(cfg.model.backbone)
 
 
 def _nearest(key: str, options: typing.Iterable[str]) -> str:

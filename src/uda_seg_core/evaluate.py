@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from uda_seg_core.checkpoint import checkpoint_config, load_checkpoint
-from uda_seg_core.config import DataConfig
+from uda_seg_core.config import DataConfig, Normalisation, input_normalisation
 from uda_seg_core.data import eval_split, resolve_format
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.inference.segmenter import BackendModule
@@ -38,22 +38,23 @@ def checkpoint_eval_split(ckpt: dict, data: str | Path, split: str, fmt: str = "
                           eval_size: Sequence[int] | None = None) -> Dataset:
     """A labelled split prepared as the checkpoint's network expects it: its normalisation
     and its data.eval_size (unless `eval_size` says otherwise)."""
-    return eval_split(checkpoint_config(ckpt).data, data, split, fmt, limit=limit,
-                      sequences=sequences, eval_size=eval_size)
+    cfg = checkpoint_config(ckpt)
+    return eval_split(cfg.data, data, split, fmt, normalisation=input_normalisation(cfg),
+                      limit=limit, sequences=sequences, eval_size=eval_size)
 
 
-def model_to_measure(path: str | Path) -> tuple[nn.Module, DataConfig]:
+def model_to_measure(path: str | Path) -> tuple[nn.Module, DataConfig, Normalisation]:
     """The network of a checkpoint, or an exported .onnx model served by ONNX Runtime (its
     class ids, as the node gets them), with the data settings it is evaluated with: the
     checkpoint's (normalisation, eval_size), or the ONNX metadata's normalisation and
     input size."""
     if Path(path).suffix.lower() != ".onnx":
         ckpt = load_checkpoint(path)
-        return build_model_from_checkpoint(ckpt, path), checkpoint_config(ckpt).data
+        cfg = checkpoint_config(ckpt)
+        return build_model_from_checkpoint(ckpt, path), cfg.data, input_normalisation(cfg)
     backend = OnnxRuntimeBackend(path, device="cpu")
-    data = DataConfig(mean=list(backend.info.mean), std=list(backend.info.std),
-                      eval_size=list(backend.input_size or []))
-    return BackendModule(backend), data
+    data = DataConfig(eval_size=list(backend.input_size or []))
+    return BackendModule(backend), data, backend.info.normalisation()
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = "auto",
@@ -66,11 +67,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
     Returns the summary written to metrics.json, plus 'table' (markdown), 'out' (the
     folder) and 'figure' (the PNG, when drawn)."""
     dev = resolve_device(device)
-    model, cfg_data = model_to_measure(checkpoint)
+    model, cfg_data, normalisation = model_to_measure(checkpoint)
     if isinstance(model, BackendModule):
         dev = "cpu"
-    dataset = eval_split(cfg_data, data, split, fmt, limit=limit, sequences=sequences,
-                         eval_size=eval_size)
+    dataset = eval_split(cfg_data, data, split, fmt, normalisation=normalisation, limit=limit,
+                         sequences=sequences, eval_size=eval_size)
     model.to(dev)
     cm = evaluate_model(model, dataset, dev, num_classes=model.num_classes, progress=progress)
     folder = Path(out) if out else Path(checkpoint).parent / f"eval_{split}"
@@ -84,24 +85,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     result = {**summary, "table": cm.table(), "out": str(folder)}
     if save_predictions > 0:
-        rows = predict_examples(model, dataset, dev, save_predictions, cfg_data.mean,
-                                cfg_data.std)
+        rows = predict_examples(model, dataset, dev, save_predictions, normalisation)
         result["figure"] = str(save_prediction_figure(
             rows, folder / "predictions.png", title=f"{Path(checkpoint).parent.name} - {split}"))
     return result
 
 
-def denormalise(image: torch.Tensor, mean, std) -> np.ndarray:
-    """A normalised 3xHxW tensor back to an HxWx3 uint8 RGB image (for figures)."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
-    rgb = (image.float().cpu() * std_t + mean_t).clamp(0, 1) * 255
-    return rgb.round().byte().permute(1, 2, 0).numpy()
-
-
 @torch.inference_mode()
 def predict_examples(model: nn.Module, dataset: Dataset, device: str | torch.device, n: int,
-                     mean, std) -> list[dict]:
+                     normalisation: Normalisation) -> list[dict]:
     """The first `n` items as {'name', 'image' uint8 RGB, 'label' ids, 'pred' ids}."""
     device = torch.device(device)
     was_training = model.training
@@ -112,7 +104,8 @@ def predict_examples(model: nn.Module, dataset: Dataset, device: str | torch.dev
             item = dataset[i]
             label = item["label"]
             pred = predict_ids(model, item["image"][None].to(device), tuple(label.shape[-2:]))[0]
-            rows.append({"name": item["name"], "image": denormalise(item["image"], mean, std),
+            image = normalisation.invert(item["image"].float().cpu().numpy())
+            rows.append({"name": item["name"], "image": image,
                          "label": label.cpu().numpy(), "pred": pred.cpu().numpy()})
     finally:
         model.train(was_training)

@@ -10,7 +10,8 @@ With a transform (`data.transforms.build_transforms`) an item holds a normalised
 3xHxW image tensor and an int64 HxW label tensor. With `with_labels=False` (the unlabelled
 target domain) items have no 'label' and label files are not required.
 
-    ds = eval_split(cfg.data, "data/CamVid", "test")   # as a network is measured on it
+    ds = eval_split(cfg.data, "data/CamVid", "test",        # as a network is measured on it
+                    normalisation=input_normalisation(cfg))
 
 `DATASETS` maps each format to its loader (camvid.py, idda.py); formats.py reads the
 layout of a folder ('auto'); base.py holds what every loader shares.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from uda_seg_core.config import AugmentationConfig, DataConfig
+from uda_seg_core.config import AugmentationConfig, DataConfig, Normalisation
 from uda_seg_core.data.base import (
     IMAGE_SUFFIXES,
     DatasetFormatError,
@@ -126,18 +127,20 @@ def has_split(fmt: str, root: str | Path, split: str) -> bool:
     return True
 
 
-def eval_transform(data: DataConfig, eval_size: Sequence[int] | None = None) -> JointTransform:
+def eval_transform(data: DataConfig, eval_size: Sequence[int] | None = None, *,
+                   normalisation: Normalisation) -> JointTransform:
     """The evaluation preprocessing of a data config: the image resized to `eval_size`
-    (default: the config's; [] = the frame's own size), then its normalisation."""
+    (default: the config's; [] = the frame's own size), then the network's normalisation."""
     if eval_size is not None:
         data = DataConfig(**{**vars(data), "eval_size": list(eval_size)})
-    return build_transforms(AugmentationConfig(), data, train=False)
+    return build_transforms(AugmentationConfig(), data, train=False, normalisation=normalisation)
 
 
 def eval_split(data: DataConfig, root: str | Path, split: str, fmt: str = "auto", *,
-               limit: int = 0, sequences: Sequence[str] = (),
+               normalisation: Normalisation, limit: int = 0, sequences: Sequence[str] = (),
                eval_size: Sequence[int] | None = None) -> Dataset:
     """A labelled split prepared as a network is measured on it (`eval_transform`); the
     labels keep their own resolution. The one way every job opens an evaluation split."""
-    return build_dataset(fmt, root, split, transform=eval_transform(data, eval_size),
-                         limit=limit, sequences=sequences)
+    transform = eval_transform(data, eval_size, normalisation=normalisation)
+    return build_dataset(fmt, root, split, transform=transform, limit=limit,
+                         sequences=sequences)

@@ -2,14 +2,16 @@
 
 Training: random scale from `augmentation.scales`, random crop to `data.crop_size`
 (padding: image 0, label IGNORE_INDEX), horizontal flip, Gaussian blur, linear contrast,
-additive Gaussian noise, multiply, then normalisation with `data.mean` / `data.std`.
+additive Gaussian noise, multiply, then the network's input normalisation
+(`config.Normalisation`: the backbone's weights decide it, `config.input_normalisation`).
 Evaluation: optional resize of the image (never the label) to `data.eval_size`, the
 network's input size, then normalisation; metrics stay at the label's own resolution.
 Labels are only moved (nearest-neighbour scaling, crop, flip), never interpolated or
 recoloured.
 
     from uda_seg_core.data.transforms import build_transforms
-    tf = build_transforms(cfg.augmentation, cfg.data, train=True, seed=cfg.train.seed)
+    tf = build_transforms(cfg.augmentation, cfg.data, train=True, seed=cfg.train.seed,
+                          normalisation=input_normalisation(cfg))
     image_t, label_t = tf(image_uint8_rgb, label_uint8)     # float32 3xHxW, int64 HxW
 
 With a seed, a sample's augmentation depends only on (seed, epoch, sample index): the
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from uda_seg_core.config import AugmentationConfig, DataConfig
+from uda_seg_core.config import AugmentationConfig, DataConfig, Normalisation
 from uda_seg_core.labels import IGNORE_INDEX
 
 
@@ -65,17 +67,11 @@ def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, in
     return image, label
 
 
-def normalise(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """HxWx3 RGB (uint8 or float on the 0-255 scale) -> float32 3xHxW, (x/255 - mean) / std."""
-    x = (image.astype(np.float32, copy=False) - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
 class JointTransform:
     """Callable (image uint8 RGB, label uint8 | None) -> (float32 tensor, int64 tensor | None)."""
 
     def __init__(self, aug: AugmentationConfig, data: DataConfig, train: bool,
-                 seed: int | None = None):
+                 seed: int | None = None, *, normalisation: Normalisation):
         self.train = train
         self.scales = [float(s) for s in aug.scales] or [1.0]
         if min(self.scales) <= 0:
@@ -90,8 +86,7 @@ class JointTransform:
         self.multiply_p = float(aug.multiply_p)
         self.crop_size = _size(data.crop_size, "crop_size")
         self.eval_size = _size(data.eval_size, "eval_size")
-        self.mean = np.asarray(data.mean, np.float32) * 255.0
-        self.std = np.asarray(data.std, np.float32) * 255.0
+        self.normalisation = normalisation
         self.seed = seed
         # Shared memory, so set_epoch reaches DataLoader workers (persistent ones too).
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -198,7 +193,7 @@ class JointTransform:
                 height, width = self.eval_size
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             x = image
-        image_t = normalise(x, self.mean, self.std)
+        image_t = torch.from_numpy(self.normalisation.apply(x))
         label_t = None
         if label is not None:
             label_t = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
@@ -206,6 +201,7 @@ class JointTransform:
 
 
 def build_transforms(aug: AugmentationConfig, data: DataConfig, train: bool,
-                     seed: int | None = None) -> JointTransform:
-    """The training (augmenting) or evaluation transform for one domain."""
-    return JointTransform(aug, data, train, seed)
+                     seed: int | None = None, *, normalisation: Normalisation) -> JointTransform:
+    """The training (augmenting) or evaluation transform for one domain; `normalisation`
+    is the network's (`config.input_normalisation(cfg)`, or a checkpoint's record)."""
+    return JointTransform(aug, data, train, seed, normalisation=normalisation)

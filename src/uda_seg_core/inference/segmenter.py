@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from uda_seg_core import runtime
-from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
+from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig, Normalisation
 from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, PALETTE, ids_to_rgb
 
@@ -57,6 +57,9 @@ class ModelInfo:
     # (height, width) the model is meant to run at, where its file records one (an exported
     # model's metadata 'input_size', a checkpoint's inference.input_size); None: it does not
     input_size: tuple[int, int] | None = None
+
+    def normalisation(self) -> Normalisation:
+        return Normalisation(tuple(self.mean), tuple(self.std))
 
 
 class Backend(Protocol):
@@ -290,11 +293,7 @@ class Segmenter:
         self.output_size = output_size
         self.class_names = list(info.class_names)
         self.palette = np.asarray(info.palette, dtype=np.uint8)
-        mean = np.asarray(info.mean, dtype=np.float32)
-        std = np.asarray(info.std, dtype=np.float32)
-        # (x / 255 - mean) / std == x * scale - shift: one multiply and one subtract.
-        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self._shift = (mean / std).astype(np.float32)
+        self.normalisation = info.normalisation()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "fp32",
@@ -333,10 +332,7 @@ class Segmenter:
         height, width = self.input_size
         if rgb.shape[:2] != (height, width):
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-        x = rgb.astype(np.float32)
-        x *= self._scale
-        x -= self._shift
-        return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+        return self.normalisation.apply(rgb)[None]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) float32 -> (N, h, w) uint8 class ids."""

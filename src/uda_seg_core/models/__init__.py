@@ -1,21 +1,26 @@
 """Networks of the paper: BiSeNet (segmentation) and the output-space discriminators.
 
     from uda_seg_core.models import build_segmentation_model, build_discriminator, load_model
-    model = build_segmentation_model(cfg.model)            # BiSeNet
+    model = build_segmentation_model(cfg.model)            # BiSeNet (ResNet or EfficientNet-Lite)
     d = build_discriminator(cfg.adapt.discriminator, cfg.model.num_classes,
                             width=cfg.adapt.d_width, dropout=cfg.adapt.dropout, rank=cfg.adapt.rank)
     model, ckpt = load_model("runs/x/best.pt")             # the network a checkpoint describes
 """
 from __future__ import annotations
 
+from uda_seg_core.models.backbones import (
+    BACKBONES,
+    EFFICIENTNET_LITES,
+    PretrainedWeightsError,
+    load_backbone_weights,
+    weight_package_file,
+)
 from uda_seg_core.models.bisenet import (
     AUX_MODES,
-    BACKBONES,
     BiSeNet,
     ClassIds,
     build_segmentation_model,
     class_ids,
-    load_backbone_weights,
 )
 from uda_seg_core.models.complexity import count_macs, count_parameters, macs_per_module
 from uda_seg_core.models.discriminators import DISCRIMINATORS, build_discriminator
@@ -30,7 +35,9 @@ __all__ = [
     "AUX_MODES",
     "BACKBONES",
     "DISCRIMINATORS",
+    "EFFICIENTNET_LITES",
     "BiSeNet",
+    "PretrainedWeightsError",
     "ClassIds",
     "build_discriminator",
     "build_model_from_checkpoint",
@@ -43,4 +50,5 @@ __all__ = [
     "load_backbone_weights",
     "load_model",
     "macs_per_module",
+    "weight_package_file",
 ]

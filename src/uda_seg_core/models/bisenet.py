@@ -1,11 +1,14 @@
 """BiSeNet (Yu et al., ECCV 2018): the real-time segmentation network G of the paper.
 
 Two paths meet in a Feature Fusion Module:
-- spatial path: three stride-2 conv-BN-ReLU layers (64-128-256 channels), 1/8 resolution,
-  keeps the detail;
-- context path: a torchvision ResNet (18/34/50/101) down to 1/32; an Attention Refinement
-  Module (ARM) on the 1/16 and 1/32 features and a global-average-pool tail added to the
-  1/32 ARM output give the large receptive field.
+- spatial path: three stride-2 conv-BN-ReLU layers (64-128-256 channels by default,
+  `model.spatial_channels`), 1/8 resolution, keeps the detail; with `spatial_channels: []`
+  the context path's own 1/8 features take its place (no extra computation: a pretrained
+  encoder's 1/8 stage already holds the detail);
+- context path: a torchvision ResNet (18/34/50/101) or an ImageNet-pretrained
+  EfficientNet-Lite (0/1/2) down to 1/32 (`backbones.py`); an Attention Refinement Module
+  (ARM) on the 1/16 and 1/32 features and a global-average-pool tail added to the 1/32
+  ARM output give the large receptive field.
 The fused 1/8 features go through a small head and an x8 bilinear upsample to the input
 size. Two auxiliary heads on the 1/16 and 1/32 context features supervise the context path
 in training (eq. 4 of the paper).
@@ -17,28 +20,22 @@ Output modes (`aux_mode`, attribute or `forward` argument):
     None    -> 'train' while `model.training`, else 'eval'
 
     from uda_seg_core.models import BiSeNet
-    model = BiSeNet(num_classes=12, backbone="resnet18", pretrained="").eval()
+    model = BiSeNet(num_classes=12, backbone="efficientnet_lite0", pretrained="imagenet").eval()
     logits = model(torch.randn(1, 3, 720, 960))  # (1, 12, 720, 960)
 """
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from uda_seg_core.config import ModelConfig
+from uda_seg_core.models.backbones import build_context_path, load_backbone_weights
 
-BACKBONES: dict[str, str] = {  # name -> torchvision weights enum with the ImageNet weights
-    "resnet18": "ResNet18_Weights",
-    "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights",
-    "resnet101": "ResNet101_Weights",
-}
 AUX_MODES = ("train", "eval", "pred")
-CONTEXT_CHANNELS = 128  # width of each context branch after its ARM
+CONTEXT_CHANNELS = 128  # width of each context branch after its ARM (the paper's BiSeNet)
 SPATIAL_CHANNELS = (64, 128, 256)
 FUSION_CHANNELS = 256
 HEAD_CHANNELS = 128
@@ -64,33 +61,6 @@ class SpatialPath(nn.Sequential):
             in_channels = out_channels
         super().__init__(*layers)
         self.out_channels = in_channels
-
-
-class ContextPath(nn.Module):
-    """A torchvision ResNet without its classifier; returns the 1/16 and 1/32 features.
-
-    Submodules keep torchvision's names (conv1, bn1, layer1..layer4) so an ImageNet
-    state dict loads into it unchanged (its `fc.*` entries are dropped).
-    """
-
-    def __init__(self, backbone: str = "resnet18"):
-        super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone '{backbone}'; choose from: {', '.join(BACKBONES)}")
-        resnet = getattr(torchvision.models, backbone)(weights=None)
-        self.conv1, self.bn1 = resnet.conv1, resnet.bn1
-        self.relu, self.maxpool = resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = (
-            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4,
-        )
-        self.channels32 = resnet.fc.in_features  # 512 (BasicBlock) or 2048 (Bottleneck)
-        self.channels16 = self.channels32 // 2
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        feat16 = self.layer3(self.layer2(self.layer1(x)))
-        feat32 = self.layer4(feat16)
-        return feat16, feat32
 
 
 class AttentionRefinement(nn.Module):
@@ -169,22 +139,38 @@ class BiSeNet(nn.Module):
         backbone: str = "resnet18",
         pretrained: str = "",
         aux_mode: str | None = None,
+        spatial_channels: Sequence[int] = SPATIAL_CHANNELS,
+        context_channels: int = CONTEXT_CHANNELS,
+        fusion_channels: int = FUSION_CHANNELS,
+        head_channels: int = HEAD_CHANNELS,
     ):
         super().__init__()
+        if len(spatial_channels) not in (0, 3):
+            raise ValueError(f"model.spatial_channels: three widths (the spatial path's stride-2 "
+                             f"layers, e.g. [64, 128, 256]) or [] for none, got "
+                             f"{list(spatial_channels)}")
+        widths = [*spatial_channels, context_channels, fusion_channels, head_channels]
+        if any(int(w) <= 0 for w in widths):
+            raise ValueError(f"BiSeNet widths must be > 0, got spatial {list(spatial_channels)}, "
+                             f"context {context_channels}, fusion {fusion_channels}, head "
+                             f"{head_channels}")
         self.num_classes = num_classes
         self.backbone = backbone
         self.aux_mode = aux_mode
-        self.spatial_path = SpatialPath()
-        self.context_path = ContextPath(backbone)
-        self.arm16 = AttentionRefinement(self.context_path.channels16)
-        self.arm32 = AttentionRefinement(self.context_path.channels32)
-        self.global_context = GlobalContext(self.context_path.channels32)
-        self.ffm = FeatureFusion(self.spatial_path.out_channels + 2 * CONTEXT_CHANNELS)
-        self.head = SegmentationHead(FUSION_CHANNELS, HEAD_CHANNELS, num_classes)
-        self.aux_head16 = SegmentationHead(CONTEXT_CHANNELS, AUX_HEAD_CHANNELS, num_classes)
-        self.aux_head32 = SegmentationHead(CONTEXT_CHANNELS, AUX_HEAD_CHANNELS, num_classes)
+        self.context_path = build_context_path(backbone)
+        # no spatial path: the context path's 1/8 features carry the detail instead
+        self.spatial_path = SpatialPath(tuple(spatial_channels)) if spatial_channels else None
+        detail_channels = (self.spatial_path.out_channels if self.spatial_path is not None
+                           else self.context_path.channels8)
+        self.arm16 = AttentionRefinement(self.context_path.channels16, context_channels)
+        self.arm32 = AttentionRefinement(self.context_path.channels32, context_channels)
+        self.global_context = GlobalContext(self.context_path.channels32, context_channels)
+        self.ffm = FeatureFusion(detail_channels + 2 * context_channels, fusion_channels)
+        self.head = SegmentationHead(fusion_channels, head_channels, num_classes)
+        self.aux_head16 = SegmentationHead(context_channels, AUX_HEAD_CHANNELS, num_classes)
+        self.aux_head32 = SegmentationHead(context_channels, AUX_HEAD_CHANNELS, num_classes)
         self._init_new_layers()
-        if pretrained:
+        if pretrained:  # after the init above, which leaves the context path alone
             load_backbone_weights(self.context_path, backbone, pretrained)
 
     def _init_new_layers(self) -> None:
@@ -206,8 +192,8 @@ class BiSeNet(nn.Module):
         if mode not in AUX_MODES:
             raise ValueError(f"unknown aux_mode '{mode}'; choose from: {', '.join(AUX_MODES)}")
         size = x.shape[-2:]
-        spatial = self.spatial_path(x)
-        feat16, feat32 = self.context_path(x)
+        feat8, feat16, feat32 = self.context_path(x)
+        spatial = self.spatial_path(x) if self.spatial_path is not None else feat8
         context16 = self.arm16(feat16)
         context32 = self.arm32(feat32) + self.global_context(feat32)
         at_1_8 = spatial.shape[-2:]
@@ -226,7 +212,7 @@ class BiSeNet(nn.Module):
     def module_groups(self) -> dict[str, list[nn.Module]]:
         """The parts the paper prunes one at a time (post-training pruning per module)."""
         return {
-            "spatial_path": [self.spatial_path],
+            "spatial_path": [self.spatial_path] if self.spatial_path is not None else [],
             "context_path": [self.context_path, self.global_context],
             "arm": [self.arm16, self.arm32],
             "ffm": [self.ffm],
@@ -250,7 +236,10 @@ class BiSeNet(nn.Module):
 def build_segmentation_model(model_cfg: ModelConfig) -> BiSeNet:
     """The segmentation network G a config describes (BiSeNet, the paper's only one)."""
     return BiSeNet(num_classes=model_cfg.num_classes, backbone=model_cfg.backbone,
-                   pretrained=model_cfg.pretrained)
+                   pretrained=model_cfg.pretrained, spatial_channels=model_cfg.spatial_channels,
+                   context_channels=model_cfg.context_channels,
+                   fusion_channels=model_cfg.fusion_channels,
+                   head_channels=model_cfg.head_channels)
 
 
 def class_ids(logits: torch.Tensor) -> torch.Tensor:
@@ -273,65 +262,3 @@ class ClassIds(nn.Module):
         if isinstance(out, dict):  # torchvision segmentation models
             out = out["out"]
         return class_ids(out)
-
-
-def torchvision_cache_path(backbone: str) -> Path:
-    """Where torchvision keeps the ImageNet weights of `backbone` once downloaded."""
-    weights = getattr(torchvision.models, BACKBONES[backbone]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-
-
-def load_backbone_weights(context_path: ContextPath, backbone: str, pretrained: str) -> None:
-    """Load ImageNet weights into the context path from a local file; never downloads.
-
-    `pretrained` is a path to a torchvision ResNet state dict (.pth), or 'torchvision' for
-    torchvision's own cache file if it is already on disk.
-    """
-    if pretrained == "torchvision":
-        path = torchvision_cache_path(backbone)
-        if not path.is_file():
-            weights = f"{BACKBONES[backbone]}.IMAGENET1K_V1"
-            raise FileNotFoundError(
-                f"pretrained='torchvision': no cached ImageNet weights for {backbone} at {path}. "
-                f"Nothing is downloaded at run time; fetch them once with `python -c "
-                f"\"import torchvision; "
-                f"torchvision.models.{backbone}(weights='{weights.split('.')[-1]}')\"` or set "
-                f"model.pretrained to a local .pth file, or to '' for random init."
-            )
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained weights file not found: {path} (model.pretrained)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable PyTorch state dict ({exc})") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise TypeError(f"{path}: expected a state dict (name -> tensor), got "
-                        f"{type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the ImageNet classifier
-    expected = context_path.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or wrong_shape:
-        raise ValueError(
-            f"{path}: does not fit the {backbone} context path (is it a torchvision {backbone} "
-            f"state dict?). missing keys: {_first(missing)}; unexpected keys: "
-            f"{_first(unexpected)}; wrong shapes: {_first(wrong_shape)}"
-        )
-    context_path.load_state_dict(state)
-
-
-def _first(items: list[str], n: int = 5) -> str:
-    if not items:
-        return "none"
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more

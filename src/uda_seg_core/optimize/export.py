@@ -39,7 +39,7 @@ import onnx
 import torch
 from torch import nn
 
-from uda_seg_core.config import DataConfig, parse_size
+from uda_seg_core.config import DataConfig, Normalisation, parse_size
 from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, eval_transform, natural_key, read_rgb
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.models import ClassIds, class_ids, load_model
@@ -185,7 +185,8 @@ def calibration_images(directory: str | Path) -> list[Path]:
 def preprocess_frames(files: Sequence[Path], size: tuple[int, int], mean: Sequence[float],
                       std: Sequence[float]) -> list[np.ndarray]:
     """Each file as a (1, 3, H, W) float32 batch, by the evaluation transform."""
-    transform = eval_transform(DataConfig(eval_size=list(size), mean=list(mean), std=list(std)))
+    transform = eval_transform(DataConfig(eval_size=list(size)),
+                               normalisation=Normalisation(tuple(mean), tuple(std)))
     return [transform(read_rgb(f), None)[0].unsqueeze(0).numpy() for f in files]
 
 

@@ -28,9 +28,15 @@ import torch
 import yaml
 
 from uda_seg_core.checkpoint import CheckpointError, load_checkpoint
-from uda_seg_core.config import AdaptConfig, AugmentationConfig, load_config, merge
+from uda_seg_core.config import (
+    AdaptConfig,
+    AugmentationConfig,
+    input_normalisation,
+    load_config,
+    merge,
+)
 from uda_seg_core.data import eval_split
-from uda_seg_core.evaluate import denormalise, label_rgb
+from uda_seg_core.evaluate import label_rgb
 from uda_seg_core.labels import CLASS_NAMES, ids_to_rgb
 from uda_seg_core.metrics import predict_ids
 from uda_seg_core.models import load_model
@@ -352,8 +358,9 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
     if not models:
         return None
     cfg = load_config(adapted.dir / "config.yaml")
+    normalisation = input_normalisation(cfg)
     dataset = eval_split(cfg.data, cfg.data.target_root, cfg.data.test_split,
-                         cfg.data.target_format)
+                         cfg.data.target_format, normalisation=normalisation)
     indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, num=min(n, len(dataset)))})
     dev = resolve_device(device)
     titles = ["image", *(t for t, _ in models), "ground truth"]
@@ -363,7 +370,7 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
     for r, index in enumerate(indices):
         item = dataset[index]
         label = item["label"].numpy()
-        panels = [denormalise(item["image"], cfg.data.mean, cfg.data.std)]
+        panels = [normalisation.invert(item["image"].numpy())]
         for _, model in models:
             model.to(dev).eval()
             with torch.inference_mode():

@@ -183,7 +183,8 @@ def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device)
         state_dict_of=lambda name, module: dense_state_dict(module),
     )
     max_iters = total_iterations(cfg, trainer)
-    trainer.schedulers = {"g": poly_scheduler(opt_g, max_iters, cfg.train.poly_power),
+    trainer.schedulers = {"g": poly_scheduler(opt_g, max_iters, cfg.train.poly_power,
+                                              cfg.train.warmup_iters),
                           "d": poly_scheduler(opt_d, max_iters, cfg.train.poly_power)}
     return trainer
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from uda_seg_core.config import Config, ConfigError
+from uda_seg_core.config import Config, ConfigError, input_normalisation
 from uda_seg_core.data import (
     build_dataset,
     eval_split,
@@ -103,7 +103,8 @@ class LoaderCycle:
 def build_train_dataset(cfg: Config, fmt: str, root: str, seed: int, with_labels: bool,
                         sequences: list[str] | None = None) -> Dataset:
     """One domain's training splits, augmented by seeded transforms."""
-    transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=seed)
+    transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=seed,
+                                 normalisation=input_normalisation(cfg))
     return build_dataset(fmt, root, cfg.data.train_splits, transform=transform,
                          limit=cfg.data.limit, with_labels=with_labels, sequences=sequences or ())
 
@@ -129,7 +130,7 @@ def target_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
 def target_split(cfg: Config, split: str) -> Dataset:
     """The labelled target split used for validation ('val') or the final report ('test')."""
     return eval_split(cfg.data, cfg.data.target_root, split, cfg.data.target_format,
-                      limit=cfg.data.limit)
+                      normalisation=input_normalisation(cfg), limit=cfg.data.limit)
 
 
 def resolve_data(cfg: Config) -> bool:

@@ -21,6 +21,7 @@ OPTIMIZERS: dict[str, Callable[[list[dict], TrainConfig], torch.optim.Optimizer]
     "sgd": lambda groups, t: torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum),
     "adam": lambda groups, t: torch.optim.Adam(groups, lr=t.lr),
     "rmsprop": lambda groups, t: torch.optim.RMSprop(groups, lr=t.lr, momentum=t.momentum),
+    "adamw": lambda groups, t: torch.optim.AdamW(groups, lr=t.lr),
 }
 
 

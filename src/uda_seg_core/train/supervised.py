@@ -135,5 +135,5 @@ def build_supervised_trainer(cfg: Config, dist: DistInfo, device: torch.device) 
                       step=lambda batches: supervised_step(trainer.model, optimizer,
                                                            batches["source"], cfg, scaler))
     trainer.schedulers["g"] = poly_scheduler(optimizer, total_iterations(cfg, trainer),
-                                             cfg.train.poly_power)
+                                             cfg.train.poly_power, cfg.train.warmup_iters)
     return trainer
