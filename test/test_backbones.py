@@ -176,3 +176,25 @@ def test_normalisation_inverts():
     image = torch.randint(0, 256, (5, 7, 3), dtype=torch.uint8).numpy()
     for norm in (IMAGENET, EFFICIENTNET_LITE):
         assert (norm.invert(norm.apply(image)) == image).all()
+
+
+def test_a_channel_pruned_lite_network_reloads_with_its_own_activations():
+    # Rebuilding pruned widths once made fresh timm BatchNormAct2d layers: ReLU where the
+    # encoder has ReLU6 or no activation at all, and the reloaded network computed
+    # something else. The reload must give the pruned network's outputs exactly.
+    from uda_seg_core.models import fit_to_state_dict
+    from uda_seg_core.optimize.structured import prune_channels
+
+    widths = {"spatial_channels": [], "context_channels": 32, "fusion_channels": 32,
+              "head_channels": 16}
+    torch.manual_seed(0)
+    model = BiSeNet(5, backbone="efficientnet_lite0", **widths)
+    prune_channels(model, 0.3, trace_size=(64, 64))
+    depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+    fresh = fit_to_state_dict(BiSeNet(5, backbone="efficientnet_lite0", **widths),
+                              model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), model.eval()(x))

@@ -8,6 +8,7 @@ to the stored tensors, so a pruned model loads without extra flags.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -19,20 +20,34 @@ from uda_seg_core.models.bisenet import build_segmentation_model
 
 
 def _reshaped_like(module: nn.Module, weight: torch.Tensor) -> nn.Module:
-    """A fresh layer of the same kind as `module` whose shapes fit `weight`."""
+    """A copy of `module` whose shapes fit `weight` (values follow from load_state_dict).
+
+    A copy, not a fresh layer: subclasses keep what their constructor would not know (timm's
+    BatchNormAct2d keeps its ReLU6 or its absent activation)."""
+    new = copy.deepcopy(module)
     if isinstance(module, nn.Conv2d):
         out_c, in_per_group = weight.shape[:2]
         groups = module.groups
         if groups > 1 and groups == module.in_channels:  # depthwise stays depthwise
             groups = out_c
-        new = nn.Conv2d(in_per_group * groups, out_c, module.kernel_size, module.stride,
-                        module.padding, module.dilation, groups, module.bias is not None,
-                        module.padding_mode)
+        new.in_channels, new.out_channels, new.groups = in_per_group * groups, out_c, groups
+        new.weight = nn.Parameter(torch.empty_like(weight))
+        if module.bias is not None:
+            new.bias = nn.Parameter(torch.empty(out_c, dtype=weight.dtype))
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        new = type(module)(weight.shape[0], module.eps, module.momentum, module.affine,
-                           module.track_running_stats)
+        n = weight.shape[0]
+        new.num_features = n
+        if module.affine:
+            new.weight = nn.Parameter(torch.empty(n, dtype=weight.dtype))
+            new.bias = nn.Parameter(torch.empty(n, dtype=weight.dtype))
+        if module.track_running_stats:
+            new.running_mean = torch.zeros(n)
+            new.running_var = torch.ones(n)
     elif isinstance(module, nn.Linear):
-        new = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None)
+        new.in_features, new.out_features = weight.shape[1], weight.shape[0]
+        new.weight = nn.Parameter(torch.empty_like(weight))
+        if module.bias is not None:
+            new.bias = nn.Parameter(torch.empty(weight.shape[0], dtype=weight.dtype))
     else:
         raise CheckpointError(f"cannot reshape a {type(module).__name__} to {tuple(weight.shape)}")
     return new
