@@ -6,11 +6,15 @@ uses these; none of them knows about models or data.
     dist, device = setup_distributed("auto")         # joins torchrun's process group, if any
     seed_everything(0); state = rng_state(); set_rng_state(state)
     with autocast(device, amp=True): ...             # fp16 on CUDA only; no-op elsewhere
+    with amp_step(optimizer, scaler) as backward:    # every training step's update
+        backward(loss)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,3 +197,35 @@ def autocast(device: torch.device, amp: bool):
     """fp16 autocast on CUDA when `amp`; a no-op context everywhere else."""
     return torch.autocast(device_type=device.type, dtype=torch.float16,
                           enabled=amp and device.type == "cuda")
+
+
+@contextlib.contextmanager
+def amp_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+             max_grad_norm: float | None = None,
+             ) -> Iterator[Callable[[torch.Tensor], None]]:
+    """One optimiser update under loss scaling, for every training step: clear the
+    gradients, let the body backpropagate with the `backward(loss)` it is given (which scales
+    the loss first), then unscale and clip to `max_grad_norm` (when given), step and update
+    the scale. With no scaler or a disabled one (CPU, or amp off) this is zero_grad,
+    backward, step.
+
+        with amp_step(opt_g, scaler) as backward:
+            loss_seg = ...; backward(loss_seg)   # one backward per forward: each loss is
+            loss_adv = ...; backward(loss_adv)   # backpropagated as soon as it exists
+
+    The gradients of every `backward` add up into the one step. If the body raises, the
+    optimiser does not step and the scale stays as it was."""
+    if scaler is None:
+        scaler = grad_scaler(torch.device("cpu"), False)
+    optimizer.zero_grad(set_to_none=True)
+
+    def backward(loss: torch.Tensor) -> None:
+        scaler.scale(loss).backward()
+
+    yield backward
+    if max_grad_norm is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, max_grad_norm)
+    scaler.step(optimizer)  # an enabled scaler skips it when a gradient is inf or nan
+    scaler.update()

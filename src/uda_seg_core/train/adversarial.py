@@ -36,7 +36,7 @@ from uda_seg_core.losses import (
 )
 from uda_seg_core.models import build_discriminator
 from uda_seg_core.pruning import dense_state_dict, prune_discriminator
-from uda_seg_core.runtime import DistInfo, autocast, grad_scaler, unwrap, wrap_ddp
+from uda_seg_core.runtime import DistInfo, amp_step, autocast, grad_scaler, unwrap, wrap_ddp
 from uda_seg_core.train.loaders import source_loader, target_loader
 from uda_seg_core.train.optim import (
     build_discriminator_optimizer,
@@ -50,13 +50,6 @@ from uda_seg_core.train.trainer import Trainer, total_iterations
 Scalers = dict[str, torch.amp.GradScaler]
 
 
-def _scalers(scalers: Scalers | None, device: torch.device) -> Scalers:
-    scalers = dict(scalers or {})
-    for name in ("g", "d"):
-        scalers.setdefault(name, grad_scaler(device, False))
-    return scalers
-
-
 def generator_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
                    source_batch: dict, target_batch: dict, cfg: Config,
                    scaler: torch.amp.GradScaler | None = None,
@@ -68,28 +61,27 @@ def generator_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.opti
     back to G here, so there is nothing of D's to synchronise.
     """
     images_t = target_batch["image"]
-    scaler = scaler or grad_scaler(images_t.device, False)
     d = unwrap(discriminator)
     lambda_adv = cfg.adapt.lambda_adv
     set_requires_grad(d, False)
     try:
-        opt_g.zero_grad(set_to_none=True)
-        loss_seg, parts, logits_s = source_loss(model, source_batch, cfg)
-        scaler.scale(loss_seg).backward()
-        p_s = F.softmax(logits_s.detach().float(), dim=1)
-        # Only the main output of the target image is adapted; its auxiliary heads are not
-        # computed. Without the adversarial term there is nothing to backpropagate.
-        with torch.set_grad_enabled(lambda_adv > 0):
-            with autocast(images_t.device, cfg.train.amp):
-                logits_t = model(images_t, aux_mode="eval")
-            p_t = F.softmax(logits_t.float(), dim=1)
-            with autocast(images_t.device, cfg.train.amp):
-                d_t = d(p_t)
-            loss_adv = adversarial_loss(d_t.float())
-        if lambda_adv > 0:
-            scaler.scale(lambda_adv * loss_adv).backward()
-        scaler.step(opt_g)
-        scaler.update()
+        with amp_step(opt_g, scaler) as backward:
+            # L_seg is backpropagated before the target forward: one forward per backward
+            # (as DistributedDataParallel wants), and the source graph is freed early.
+            loss_seg, parts, logits_s = source_loss(model, source_batch, cfg)
+            backward(loss_seg)
+            p_s = F.softmax(logits_s.detach().float(), dim=1)
+            # Only the main output of the target image is adapted; its auxiliary heads are
+            # not computed. Without the adversarial term there is nothing to backpropagate.
+            with torch.set_grad_enabled(lambda_adv > 0):
+                with autocast(images_t.device, cfg.train.amp):
+                    logits_t = model(images_t, aux_mode="eval")
+                p_t = F.softmax(logits_t.float(), dim=1)
+                with autocast(images_t.device, cfg.train.amp):
+                    d_t = d(p_t)
+                loss_adv = adversarial_loss(d_t.float())
+            if lambda_adv > 0:
+                backward(lambda_adv * loss_adv)
     finally:
         set_requires_grad(d, True)
     losses = {name: float(value) for name, value in parts.items()}
@@ -105,17 +97,15 @@ def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, p
     Each domain's half of L_d is backpropagated on its own (as in AdaptSegNet), which
     keeps one forward per backward under DistributedDataParallel.
     """
-    scaler = scaler or grad_scaler(p_s.device, False)
-    opt_d.zero_grad(set_to_none=True)
     losses = {}
-    for name, p, label in (("d_source", p_s, SOURCE_LABEL), ("d_target", p_t, TARGET_LABEL)):
-        with autocast(p.device, cfg.train.amp):
-            logits = discriminator(p.detach())
-        loss = discriminator_loss(logits.float(), label) / 2
-        scaler.scale(loss).backward()
-        losses[name] = float(loss.detach())
-    scaler.step(opt_d)
-    scaler.update()
+    with amp_step(opt_d, scaler) as backward:
+        for name, p, label in (("d_source", p_s, SOURCE_LABEL),
+                               ("d_target", p_t, TARGET_LABEL)):
+            with autocast(p.device, cfg.train.amp):
+                logits = discriminator(p.detach())
+            loss = discriminator_loss(logits.float(), label) / 2
+            backward(loss)
+            losses[name] = float(loss.detach())
     losses["d"] = losses["d_source"] + losses["d_target"]
     return losses
 
@@ -129,10 +119,10 @@ def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.op
     Batches are dicts with 'image' (and 'label' for the source) already on the device;
     target labels are never read. Returns every loss as a float.
     """
-    scalers = _scalers(scalers, source_batch["image"].device)
+    scalers = scalers or {}
     losses, p_s, p_t = generator_step(model, discriminator, opt_g, source_batch, target_batch, cfg,
-                                      scalers["g"])
-    losses.update(discriminator_step(discriminator, opt_d, p_s, p_t, cfg, scalers["d"]))
+                                      scalers.get("g"))
+    losses.update(discriminator_step(discriminator, opt_d, p_s, p_t, cfg, scalers.get("d")))
     return losses
 
 

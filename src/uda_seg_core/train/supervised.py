@@ -26,7 +26,7 @@ from torch import nn
 from uda_seg_core.config import Config
 from uda_seg_core.losses import distillation_loss, segmentation_loss
 from uda_seg_core.models import build_segmentation_model, init_from_checkpoint
-from uda_seg_core.runtime import DistInfo, autocast, grad_scaler, wrap_ddp
+from uda_seg_core.runtime import DistInfo, amp_step, autocast, grad_scaler, wrap_ddp
 from uda_seg_core.train.loaders import source_loader
 from uda_seg_core.train.optim import build_segmentation_optimizer
 from uda_seg_core.train.schedules import poly_scheduler
@@ -47,12 +47,9 @@ def source_loss(model: nn.Module, batch: dict,
 def supervised_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, cfg: Config,
                     scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One iteration of supervised training; returns the loss parts as floats."""
-    scaler = scaler or grad_scaler(batch["image"].device, False)
-    optimizer.zero_grad(set_to_none=True)
-    loss, parts, _ = source_loss(model, batch, cfg)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    with amp_step(optimizer, scaler) as backward:
+        loss, parts, _ = source_loss(model, batch, cfg)
+        backward(loss)
     return {name: float(value) for name, value in parts.items()}
 
 
@@ -61,15 +58,12 @@ def distillation_step(model: nn.Module, teacher: nn.Module, optimizer: torch.opt
                       scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One supervised iteration (eq. 4 on the source labels) plus `weight` x distillation
     from the frozen `teacher` (the unpruned network, for a pruned student)."""
-    scaler = scaler or grad_scaler(batch["image"].device, False)
-    optimizer.zero_grad(set_to_none=True)
-    loss, parts, logits = source_loss(model, batch, cfg)
-    with torch.no_grad(), autocast(batch["image"].device, cfg.train.amp):
-        teacher_logits = teacher(batch["image"], aux_mode="eval")
-    kd = distillation_loss(logits, teacher_logits)
-    scaler.scale(loss + weight * kd).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    with amp_step(optimizer, scaler) as backward:
+        loss, parts, logits = source_loss(model, batch, cfg)
+        with torch.no_grad(), autocast(batch["image"].device, cfg.train.amp):
+            teacher_logits = teacher(batch["image"], aux_mode="eval")
+        kd = distillation_loss(logits, teacher_logits)
+        backward(loss + weight * kd)
     out = {name: float(value) for name, value in parts.items()}
     out["distill"] = float(kd.detach())
     return out
@@ -89,19 +83,17 @@ def target_distillation_step(model: nn.Module, teacher: nn.Module,
     match the teacher's: a network served at a smaller input size learns to give what the
     adapted network gives at the full size."""
     images = batch["image"]
-    scaler = scaler or grad_scaler(images.device, False)
-    optimizer.zero_grad(set_to_none=True)
     full = images.shape[-2:]
-    with autocast(images.device, cfg.train.amp):
-        student = model(student_view(images, student_scale), aux_mode="train")[0]
-        if student.shape[-2:] != full:
-            student = F.interpolate(student, size=full, mode="bilinear", align_corners=False)
-    with torch.no_grad(), autocast(images.device, cfg.train.amp):
-        teacher_logits = teacher(images, aux_mode="eval")
-    kd = distillation_loss(student, teacher_logits)
-    scaler.scale(kd).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    with amp_step(optimizer, scaler) as backward:
+        with autocast(images.device, cfg.train.amp):
+            student = model(student_view(images, student_scale), aux_mode="train")[0]
+            if student.shape[-2:] != full:
+                student = F.interpolate(student, size=full, mode="bilinear",
+                                        align_corners=False)
+        with torch.no_grad(), autocast(images.device, cfg.train.amp):
+            teacher_logits = teacher(images, aux_mode="eval")
+        kd = distillation_loss(student, teacher_logits)
+        backward(kd)
     return {"distill": float(kd.detach())}
 
 
