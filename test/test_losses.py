@@ -136,3 +136,20 @@ def test_segmentation_loss_choices_name_their_terms_and_ignore_padding():
     assert ce.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown segmentation loss 'focal'"):
         segmentation_loss(logits, labels, loss="focal")
+
+
+def test_ohem_ignores_easy_pixels_and_keeps_a_minimum():
+    from uda_seg_core.losses import ohem_cross_entropy_loss
+
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    logits = torch.zeros(1, 3, 4, 4)
+    logits[:, 0] = 10.0  # every pixel right and confident: easy
+    logits[0, :, 0, 0] = torch.tensor([0.0, 5.0, 0.0])  # one pixel wrong: hard
+    hard_only = torch.nn.functional.cross_entropy(logits[:, :, :1, :1], target[:, :1, :1])
+    # the 15 easy pixels would dilute the mean 16x; OHEM averages the hard one alone
+    assert ohem_cross_entropy_loss(logits, target).item() == pytest.approx(hard_only.item())
+    # with no hard pixel, the top 1/16 (here: one pixel) is still trained on
+    logits[0, :, 0, 0] = torch.tensor([10.0, 0.0, 0.0])
+    assert ohem_cross_entropy_loss(logits, target).item() > 0
+    target[:] = 255
+    assert ohem_cross_entropy_loss(logits, target).item() == 0.0

@@ -74,7 +74,7 @@ Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "efficientne
                    "efficientnet_lite1", "efficientnet_lite2"]
 DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda"]
 OptimizerName = Literal["sgd", "adam", "rmsprop", "adamw"]
-SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice"]
+SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice", "ohem"]
 DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd"]
 PruneMode = Literal["none", "fixed", "incremental"]
 Device = Annotated[str, check_device]
@@ -157,7 +157,8 @@ class TrainConfig:
     epochs: int = 50
     max_iters: int = 0  # 0 = epochs * iterations per epoch
     aux_weight: float = 1.0  # alpha in eq. 4
-    # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice
+    # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice |
+    # ohem (cross entropy on the hard pixels, as BiSeNet's authors train)
     loss: SegmentationLossName = "dice"
     seed: int = 0
     # a uda_seg checkpoint (unpruned, same backbone and classes) whose weights start the

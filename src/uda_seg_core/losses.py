@@ -13,6 +13,7 @@ differs, the game is the same, and the code keeps one convention everywhere.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -71,6 +72,31 @@ def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor,
     return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index)
 
 
+OHEM_THRESHOLD = 0.7  # a pixel whose true-class probability is below this is "hard"
+OHEM_MIN_FRACTION = 1 / 16  # at least this share of the valid pixels is always kept
+
+
+def ohem_cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor,
+                            ignore_index: int = IGNORE_INDEX,
+                            threshold: float = OHEM_THRESHOLD,
+                            min_fraction: float = OHEM_MIN_FRACTION) -> torch.Tensor:
+    """Cross entropy over the hard pixels only (online hard example mining, as BiSeNet's
+    authors train it): pixels whose true-class probability is below `threshold`, and at
+    least the `min_fraction` of valid pixels with the largest losses. Road and sky pixels
+    the network already gets right stop diluting the gradient of poles and signs."""
+    losses = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index,
+                             reduction="none").flatten()
+    valid = (target != ignore_index).flatten()
+    if not bool(valid.any()):
+        return logits.float().sum() * 0
+    losses = losses[valid]
+    keep = max(1, int(min_fraction * losses.numel()))
+    hard = losses[losses > -math.log(threshold)]
+    if hard.numel() < keep:
+        hard = losses.topk(keep).values
+    return hard.mean()
+
+
 def _dice_per_class(logits, target, ignore_index):
     return dice_loss(logits, target, ignore_index, per_class=True)
 
@@ -88,6 +114,7 @@ SEGMENTATION_LOSSES = {
     "dice_per_class": _dice_per_class,
     "ce": cross_entropy_loss,
     "ce+dice": _ce_plus_dice,  # cross entropy + per-class dice
+    "ohem": ohem_cross_entropy_loss,  # cross entropy on the hard pixels
 }
 
 
