@@ -39,7 +39,7 @@ lint: setup
 
 # `make demo CAMVID=path/to/CamVid`: real CamVid frames (either layout) as the target and the bag
 demo: setup
-	$(PY) -m uda_seg_ros.demo $(if $(CAMVID),--camvid "$(CAMVID)")
+	$(PY) -m uda_seg_tools.demo $(if $(CAMVID),--camvid "$(CAMVID)")
 
 reproduce: setup
 	$(PY) -m uda_seg_core.cli reproduce --out runs/reproduce

@@ -76,7 +76,7 @@ setup(
     entry_points={
         "console_scripts": [
             "uda-seg = uda_seg_core.cli:main",
-            "uda-seg-bag = uda_seg_ros.bag:main",
+            "uda-seg-bag = uda_seg_tools.bag_cli:main",
             "segmentation_node = uda_seg_ros.segmentation_node:main",
             "segmentation_lifecycle_node = uda_seg_ros.segmentation_lifecycle_node:main",
         ],

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from uda_seg_tools.ros_domain import child_environment, claim_domain_id, configure_this_process
 
 
 def parse_args() -> argparse.Namespace:
@@ -134,12 +135,11 @@ def main() -> int:
     counts = [int(c) for c in args.cameras.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="multi_camera_"))
     checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(tmp)
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(1 + os.getpid() % 100)),
-               RCUTILS_COLORIZED_OUTPUT="0")
+    domain = claim_domain_id(from_environment=True)
+    env = child_environment(domain)
     if args.threads > 0:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    configure_this_process(domain)
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from uda_seg_tools.ros_domain import child_environment, claim_domain_id, configure_this_process
+
 SEGMENTER_STEPS = ("preprocess", "inference", "postprocess")
 PLUMBING = ("wait", "decode", "publish")
 
@@ -267,12 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_worker:
         return bare_worker(args)
     tmp = Path(tempfile.mkdtemp(prefix="node_overhead_"))
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(1 + os.getpid() % 100)),
-               RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS=str(args.threads))
+    domain = claim_domain_id(from_environment=True)
+    env = child_environment(domain, {"OMP_NUM_THREADS": str(args.threads)})
     if args.omp_wait_policy:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    configure_this_process(domain)
     args.checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(tmp)
     load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
     images = frames(args.frames, args.height, args.width)

@@ -43,16 +43,9 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from uda_seg_core.benchmark import cpu_name
-from uda_seg_ros.bag import IMAGE_TOPIC
-from uda_seg_ros.demo import (
-    MODEL_OWN_SIZE,
-    bag_cli,
-    bag_frame_size,
-    claim_domain_id,
-    live_run,
-    ros_environment,
-    run_step,
-)
+from uda_seg_tools.bag import IMAGE_TOPIC
+from uda_seg_tools.demo import MODEL_OWN_SIZE, bag_cli, bag_frame_size, live_run, run_step
+from uda_seg_tools.ros_domain import child_environment, claim_domain_id
 
 LRASPP = "LRASPP-MobileNetV3-L INT8 (random weights)"
 
@@ -205,8 +198,7 @@ def main() -> int:
     size = bag_frame_size(bag)
     frames = bag_frames(bag)
     models = prepare_models(args, out, size)
-    domain, _lock = claim_domain_id()
-    env = ros_environment(domain)
+    env = child_environment(claim_domain_id(from_environment=True))
     rng = np.random.default_rng(args.seed)
     rows = []
     for round_index in range(args.rounds):

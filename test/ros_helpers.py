@@ -1,8 +1,8 @@
 """Shared helpers for tests that talk ROS 2 across processes (node tests, bag tests).
 
-- `domain_id()`: a ROS_DOMAIN_ID held by this test process alone (an flock on a file in
-  the temp dir), so parallel pytest runs on one machine never see each other's topics;
-- `ros_env()`: os.environ for a child process on that domain, discovery on localhost;
+- `ros_env()`: os.environ for a child process on this test process's own ROS_DOMAIN_ID
+  (uda_seg_tools.ros_domain, the demo's too: parallel pytest runs and a demo on one
+  machine never see each other's topics), discovery on localhost, one torch thread;
 - `RosClient`: an rclpy context + node + executor spinning in a background thread, with
   `publisher`, `collect` (a subscription that keeps messages), `call` (a service) and
   `wait_for`;
@@ -15,68 +15,25 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DOMAIN_RANGE = range(1, 101)  # Fast DDS ports stay valid for domains up to 101 (+ participants)
-_domain: int | None = None
-_domain_lock_file = None  # kept open for the life of the process: the lock is the claim
-
-
-def domain_id() -> int:
-    """A ROS_DOMAIN_ID no other process using this helper holds (stable per process)."""
-    global _domain, _domain_lock_file
-    if _domain is not None:
-        return _domain
-    lock_dir = Path(tempfile.gettempdir()) / "uda_seg_ros_domains"
-    lock_dir.mkdir(exist_ok=True)
-    start = os.getpid() % len(DOMAIN_RANGE)
-    ids = list(DOMAIN_RANGE)
-    for domain in ids[start:] + ids[:start]:
-        fh = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 - held open on purpose
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            continue
-        _domain, _domain_lock_file = domain, fh
-        return domain
-    raise RuntimeError(f"all ROS domains {DOMAIN_RANGE.start}-{DOMAIN_RANGE.stop - 1} are in use "
-                       f"by other test processes (locks in {lock_dir})")
+from uda_seg_tools.ros_domain import child_environment, claim_domain_id, configure_this_process
 
 
 def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a ROS child process: our domain, localhost discovery, unbuffered logs."""
-    env = dict(os.environ)
-    env.update({
-        "ROS_DOMAIN_ID": str(domain_id()),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "PYTHONUNBUFFERED": "1",
-        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-        "RCUTILS_COLORIZED_OUTPUT": "0",
-        # Two cores shared by the test process and the node: one torch thread each.
-        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-    })
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    env.pop("ROS_STATIC_PEERS", None)
-    env.update(extra or {})
-    return env
-
-
-def configure_this_process() -> None:
-    """Point this process's rclpy at the same domain and discovery range as children."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id())
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    """Environment for a ROS child process: our domain, localhost discovery, unbuffered logs,
+    and one torch thread unless OMP_NUM_THREADS says otherwise (two cores shared by the
+    test process and the node)."""
+    threads = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return child_environment(claim_domain_id(), {**threads, **(extra or {})})
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -134,9 +91,9 @@ class RosClient:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        configure_this_process()
+        configure_this_process(claim_domain_id())
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id())
+        rclpy.init(context=self.context, domain_id=claim_domain_id())
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

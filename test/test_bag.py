@@ -7,16 +7,16 @@ import yaml
 from bag_helpers import write_tiny_camvid
 
 from uda_seg_core.data import build_dataset
-from uda_seg_ros.bag import (
+from uda_seg_tools.bag import (
     COMPRESSED_TOPIC,
     DEFAULT_START_NS,
     IMAGE_TOPIC,
     LABELS_TOPIC,
     frame_period_ns,
-    main,
     read_bag_frames,
     write_camvid_bag,
 )
+from uda_seg_tools.bag_cli import main
 
 FPS = 15.0
 

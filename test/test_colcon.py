@@ -1,6 +1,7 @@
 """`colcon build` of the ament_python package in a temporary workspace, and what lands in
 install/uda_seg_ros: the node executable, launch file, params file, package.xml and the
-ament index marker that `ros2 launch uda_seg_ros ...` needs.
+ament index marker that `ros2 launch uda_seg_ros ...` needs, and the developer tools
+(uda_seg_tools, `uda-seg-bag`) beside the node.
 
     .venv/bin/pytest test/test_colcon.py -q
 """
@@ -37,7 +38,16 @@ def test_installed_layout(install):
     assert (index / "packages" / "uda_seg_ros").is_file()
     site = next((install / "lib").glob("python3*/site-packages"))
     assert (site / "uda_seg_ros" / "segmentation_node.py").is_file()
+    assert (site / "uda_seg_ros" / "fastdds_large_frames.xml").is_file()  # package data
     assert (site / "uda_seg_core" / "inference" / "segmenter.py").is_file()
+    # The developer tools are their own package, installed beside the node with their command.
+    assert (site / "uda_seg_tools" / "bag_cli.py").is_file()
+    bag = install / "lib" / "uda_seg_ros" / "uda-seg-bag"
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    shown = subprocess.run([str(bag), "--help"], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert all(f"\n    {command} " in shown.stdout for command in ("write", "play", "evaluate"))
 
 
 def test_ament_index_finds_the_installed_share(install, monkeypatch):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from uda_seg_ros.demo import DemoSettings, Stages, build_parser, summary_table
+from uda_seg_tools.demo import DemoSettings, Stages, build_parser, summary_table
 
 
 def test_a_stage_is_reused_only_with_the_same_settings_and_outputs(tmp_path):
@@ -40,7 +40,7 @@ def test_after_a_stage_reruns_every_later_stage_reruns(tmp_path):
 
 
 def test_a_stage_that_writes_nothing_fails_and_is_not_marked_done(tmp_path):
-    from uda_seg_ros.demo import DemoError
+    from uda_seg_tools.demo import DemoError
 
     stages = Stages(tmp_path, fresh=False)
     with pytest.raises(DemoError, match="without writing"):
@@ -71,7 +71,7 @@ def test_defaults_parse_and_size_is_h_by_w():
 
 
 def test_an_explicit_thread_count_wins_over_the_automatic_choice():
-    from uda_seg_ros.demo import choose_threads
+    from uda_seg_tools.demo import choose_threads
 
     assert choose_threads(3) == 3
     assert choose_threads(0) in (0, 1)
@@ -82,7 +82,7 @@ def test_the_deploy_stage_writes_model_onnx_for_the_node_and_is_reused(trained_m
     frames given as --camvid) and serves its model.onnx; a second demo run reuses it.
     Mutant: the deploy stage's outputs or settings left out of its stamp (redone every run),
     or the node pointed at the adapted checkpoint instead of model.onnx."""
-    from uda_seg_ros.demo import DEPLOYED, DemoRun, Progress, deploy_stage
+    from uda_seg_tools.demo import DEPLOYED, DemoRun, Progress, deploy_stage
 
     s = DemoSettings(out=str(tmp_path), size="48x64", camvid=str(trained_model.camvid),
                      deploy_ratios="0.5", finetune_iters=1, calibration_frames=2, bn_batches=2,
@@ -106,7 +106,7 @@ def test_the_deploy_stage_writes_model_onnx_for_the_node_and_is_reused(trained_m
 
 def test_a_camvid_folder_without_the_needed_splits_is_refused_before_any_work(tmp_path):
     """Mutant: --camvid checked only when training reaches it (minutes of work first)."""
-    from uda_seg_ros.demo import DemoError, run_demo
+    from uda_seg_tools.demo import DemoError, run_demo
 
     camvid = tmp_path / "camvid"
     for split in ("train", "train_labels"):

@@ -12,7 +12,7 @@ from bag_helpers import write_tiny_camvid
 from ros_helpers import NodeProcess, ros_env, wait_for
 
 from uda_seg_core.metrics import ConfusionMatrix
-from uda_seg_ros.live_eval import LiveEvaluation, merge_node_stats
+from uda_seg_tools.live_eval import LiveEvaluation, merge_node_stats
 
 
 def _frames(n=4, shape=(6, 8), seed=0):
@@ -120,7 +120,7 @@ def test_node_stats_are_merged_or_their_absence_explained(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_bag(tmp_path_factory):
-    from uda_seg_ros.bag import write_camvid_bag
+    from uda_seg_tools.bag import write_camvid_bag
 
     root = tmp_path_factory.mktemp("live")
     write_tiny_camvid(root / "camvid", n=5)
@@ -129,7 +129,7 @@ def tiny_bag(tmp_path_factory):
 
 
 def _bag_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "uda_seg_ros.bag", *args]
+    return [sys.executable, "-m", "uda_seg_tools.bag_cli", *args]
 
 
 def test_player_and_evaluator_pair_every_label_with_itself(tiny_bag, tmp_path):

@@ -20,10 +20,11 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, configure_this_process, domain_id, wait_for
+from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
 from uda_seg_ros.conversions import numpy_to_image, rgb_to_compressed
+from uda_seg_tools.ros_domain import claim_domain_id, configure_this_process
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NET = ("input_width:=64", "input_height:=48")
@@ -214,9 +215,9 @@ def test_a_publish_racing_the_shutdown_is_neither_an_error_nor_a_failure(
     go to the log as JSON instead)."""
     from uda_seg_ros.segmentation_node import SegmentationNode
 
-    configure_this_process()
+    configure_this_process(claim_domain_id())
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain_id())
+    rclpy.init(context=context, domain_id=claim_domain_id())
     stats = tmp_path / "stats" / "stats.json"
     overrides = {"model_path": str(tiny_checkpoint), "input_width": 64, "input_height": 48,
                  "warmup_iters": 0, "stats_file": str(stats), "stats_period": 0.0}

@@ -68,7 +68,7 @@ def test_profile_keeps_both_transports_with_room_for_several_frames():
 
 @pytest.fixture(scope="module")
 def full_size_bag(tmp_path_factory):
-    from uda_seg_ros.bag import write_camvid_bag
+    from uda_seg_tools.bag import write_camvid_bag
 
     root = tmp_path_factory.mktemp("full_size")
     write_tiny_camvid(root / "camvid", n=30, height=360, width=480)
@@ -85,7 +85,7 @@ def test_player_loses_no_full_size_frame_beside_its_label(full_size_bag):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from uda_seg_ros.bag import IMAGE_TOPIC, LABELS_TOPIC
+    from uda_seg_tools.bag import IMAGE_TOPIC, LABELS_TOPIC
 
     client = RosClient("uda_seg_transport_test")
     try:
@@ -94,9 +94,9 @@ def test_player_loses_no_full_size_frame_beside_its_label(full_size_bag):
         env = ros_env()
         for name in (*USER_CHOICES, OPT_OUT):
             env.pop(name, None)
-        play = subprocess.run([sys.executable, "-m", "uda_seg_ros.bag", "play", str(full_size_bag),
-                               "--wait-subscribers", "30"], check=False, env=env,
-                              capture_output=True, text=True, timeout=90)
+        play = subprocess.run([sys.executable, "-m", "uda_seg_tools.bag_cli", "play",
+                               str(full_size_bag), "--wait-subscribers", "30"], check=False,
+                              env=env, capture_output=True, text=True, timeout=90)
         assert play.returncode == 0, play.stderr
         assert "played 30 images" in play.stdout
         wait_for(lambda: len(labels.snapshot()) >= 30, timeout=5,

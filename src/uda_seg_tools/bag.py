@@ -1,9 +1,6 @@
-"""CamVid as a rosbag2 file: `uda-seg-bag write | play | evaluate`.
+"""`uda-seg-bag write`: a CamVid split as a rosbag2 file, and the bag format the tools share.
 
     uda-seg-bag write --camvid data/synthetic/camvid --split test --out runs/camvid_test_bag
-    ros2 bag play runs/camvid_test_bag            # on a ROS 2 install, or without one:
-    uda-seg-bag play runs/camvid_test_bag --remap /camera/image_raw:=image
-    uda-seg-bag evaluate --expect 24 --out live.json
 
 `write` turns a CamVid split (colour-label or SegNet layout) into a bag with the frames
 in sequence order as sensor_msgs/msg/Image rgb8 on /camera/image_raw (or
@@ -14,15 +11,17 @@ bag's receive time; that stamp is how the live evaluator pairs a label with the 
 class mask. The bag is written with the pure-Python `rosbags` library in rosbag2 format
 version 8, with message definitions from the Humble type store (sensor_msgs/Image,
 CompressedImage and std_msgs/Header are identical from Humble to Kilted), so `ros2 bag
-play` of Humble and later reads it; mcap (default) or sqlite3 storage.
+play` of Humble and later reads it; mcap (default) or sqlite3 storage. Writing needs no
+rclpy.
 
-`play` (bag_player.py) and `evaluate` (live_eval.py) need rclpy; `write` does not.
+The topics, message types and BagError defined here are what the player (bag_player.py)
+and the live evaluator (live_eval.py) read; the `uda-seg-bag` command line that joins
+the three is bag_cli.py.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,10 +218,8 @@ def read_bag_frames(bag: str | Path) -> list[dict]:
 
 # ---------------------------------------------------------------------------- command line
 
-def _add_write(sub) -> None:
-    p = sub.add_parser("write", help="write a CamVid split as a rosbag2 directory",
-                       description="Write a CamVid split (colour-label or SegNet layout) as a "
-                       "rosbag2 directory: rgb8 images + mono8 class-id labels, same stamps.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `uda-seg-bag write`."""
     p.add_argument("--camvid", required=True, help="CamVid root (train/ test/ ... folders)")
     p.add_argument("--format", default="auto", choices=("auto", "camvid", "camvid_segnet"),
                    help="auto (default): read off the folder; camvid: 960x720 colour labels "
@@ -240,7 +237,8 @@ def _add_write(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag")
 
 
-def _run_write(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`uda-seg-bag write`."""
     summary = write_camvid_bag(
         args.camvid, args.out, split=args.split, fmt=args.format, limit=args.limit,
         fps=args.fps, storage=args.storage, compressed=args.compressed,
@@ -249,40 +247,3 @@ def _run_write(args) -> int:
     print(f"wrote {summary.frames} frames ({summary.height}x{summary.width}, {summary.fps:g} fps, "
           f"{summary.storage}) to {summary.path}: {summary.image_topic} + {summary.labels_topic}")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uda-seg-bag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_write(sub)
-    from uda_seg_ros import bag_player, live_eval
-
-    bag_player.add_arguments(sub.add_parser(
-        "play", help="publish a bag through rclpy with its recorded timing",
-        description=bag_player.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    live_eval.add_arguments(sub.add_parser(
-        "evaluate", help="live mIoU: match class masks to labels by header stamp",
-        description=live_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "write":
-            return _run_write(args)
-        if args.command == "play":
-            from uda_seg_ros import bag_player
-
-            return bag_player.run(args)
-        from uda_seg_ros import live_eval
-
-        return live_eval.run(args)
-    except BagError as exc:
-        print(f"uda-seg-bag {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

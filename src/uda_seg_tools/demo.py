@@ -1,9 +1,9 @@
 """`make demo`: the whole system end to end, CPU only, no downloads.
 
-    make demo                                   # = python -m uda_seg_ros.demo (synthetic data)
+    make demo                                   # = python -m uda_seg_tools.demo (synthetic)
     make demo CAMVID=../shared/data/CamVid-SegNet   # real CamVid frames as the target and the bag
-    python -m uda_seg_ros.demo --fresh          # redo every stage, not only the live part
-    python -m uda_seg_ros.demo --iters 600 --size 240x320 --out runs/demo_big
+    python -m uda_seg_tools.demo --fresh        # redo every stage, not only the live part
+    python -m uda_seg_tools.demo --iters 600 --size 240x320 --out runs/demo_big
 
 Stages (each prints its progress; everything lands under --out, default runs/demo):
   1 data        `uda-seg make-synthetic`: the sim (IDDA-format) and real (CamVid-format) pair
@@ -49,13 +49,11 @@ spinning": libgomp's spinning default made torch 3-4x slower on a busy machine).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,8 +66,9 @@ from uda_seg_core.data import DatasetFormatError, build_dataset, has_split, reso
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently
 from uda_seg_core.stages import StageError, Stages
-from uda_seg_ros.bag import IMAGE_TOPIC, typestore
-from uda_seg_ros.live_eval import merge_node_stats
+from uda_seg_tools.bag import IMAGE_TOPIC, typestore
+from uda_seg_tools.live_eval import merge_node_stats
+from uda_seg_tools.ros_domain import NoFreeDomain, child_environment, claim_domain_id
 
 MASK_TOPIC = "segmentation/class_mask"
 STAGE_COUNT = 9
@@ -149,7 +148,7 @@ def cli(*args: str) -> list[str]:
 
 
 def bag_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "uda_seg_ros.bag", *args]
+    return [sys.executable, "-m", "uda_seg_tools.bag_cli", *args]
 
 
 def choose_threads(requested: int) -> int:
@@ -232,34 +231,6 @@ def evaluate_offline(checkpoint: Path, data: Path, split: str, out: Path,
 
 
 # ------------------------------------------------------------------ live (ROS 2) stages
-
-def claim_domain_id() -> tuple[int, object]:
-    """A ROS_DOMAIN_ID no other demo or test on this machine holds (flock, like the tests),
-    so the demo's topics never mix with theirs; ROS_DOMAIN_ID in the environment wins."""
-    if os.environ.get("ROS_DOMAIN_ID"):
-        return int(os.environ["ROS_DOMAIN_ID"]), None
-    lock_dir = Path(tempfile.gettempdir()) / "uda_seg_ros_domains"
-    lock_dir.mkdir(exist_ok=True)
-    for domain in range(101, 0, -1):
-        # held open, not in a `with`: the open lock file is the claim on the domain
-        fh = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            continue
-        return domain, fh
-    raise DemoError("every ROS domain 1-101 is locked by other processes; set ROS_DOMAIN_ID")
-
-
-def ros_environment(domain: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-                "RCUTILS_COLORIZED_OUTPUT": "0"})
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    return env
-
 
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -542,8 +513,10 @@ def live(d: DemoRun, served: str, compare: str, bag: Path, frames: int) -> dict[
     """Stages 8-9: the node on the served model, paced, then at the bag's own rate (and the
     paper's model at the bag's rate, for contrast)."""
     s, out = d.s, d.out
-    domain, _lock = claim_domain_id()
-    env = ros_environment(domain)
+    # A private domain (ROS_DOMAIN_ID from the environment wins): the demo's topics never
+    # mix with those of another demo or a test run on this machine.
+    domain = claim_domain_id(from_environment=True)
+    env = child_environment(domain)
     size = d.network_size()
     results: dict[str, dict] = {}
     t = d.progress.stage(8, "live paced",
@@ -633,7 +606,7 @@ def run_demo(s: DemoSettings, fresh: bool = False) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     d = DemoSettings()
-    p = argparse.ArgumentParser(prog="python -m uda_seg_ros.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m uda_seg_tools.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -686,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run_demo(settings, fresh=args.fresh)
-    except DemoError as exc:
+    except (DemoError, NoFreeDomain) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

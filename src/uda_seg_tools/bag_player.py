@@ -26,8 +26,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uda_seg_ros.bag import COMPRESSED_TYPE, IMAGE_TYPE, LABELS_TOPIC, BagError
 from uda_seg_ros.transport import use_large_frame_transport
+from uda_seg_tools.bag import COMPRESSED_TYPE, IMAGE_TYPE, LABELS_TOPIC, BagError
 
 SETTLE_S = 0.5  # after subscribers appear, discovery of their own publishers may lag
 
