@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import timm
 import torch
 import torchvision
 from torch import nn
@@ -120,8 +121,6 @@ class EfficientNetLiteContextPath(nn.Module):
 
     def __init__(self, backbone: str = "efficientnet_lite0"):
         super().__init__()
-        import timm  # only the EfficientNet-Lite context paths need it
-
         self.encoder = timm.create_model(f"tf_{backbone}", pretrained=False, features_only=True,
                                          out_indices=(2, 3, 4), pad_type="")
         self.channels8, self.channels16, self.channels32 = self.encoder.feature_info.channels()
