@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from uda_seg_core.reporting import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "study_small.yaml"
 METHODS = ("source-only", "lambda0", "fcd", "tfd", "dwd", "upper")
@@ -88,31 +90,27 @@ def mean_std(values: list[float]) -> str:
 
 
 def results_table(results: dict[str, list[dict]]) -> str:
-    lines = ["| method | seeds | target-test mIoU (11) | mIoU (12) | pixel acc. | best val mIoU | "
-             "s/it (run) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for method, runs in results.items():
         if not runs:
             continue
         test = [r["test"] for r in runs]
         sec = [r["seconds_per_iteration"] for r in runs if r.get("seconds_per_iteration")]
         sec_text = f"{statistics.mean(sec):.3f}" if sec else "-"
-        lines.append(
-            f"| {method} | {len(runs)} | {mean_std([t['miou'] for t in test])} | "
-            f"{mean_std([t['miou_12'] for t in test])} | {mean_std([t['accuracy'] for t in test])} "
-            f"| {mean_std([r['best']['miou'] for r in runs if r.get('best')])} | {sec_text} |"
-        )
-    return "\n".join(lines)
+        rows.append([method, len(runs), mean_std([t["miou"] for t in test]),
+                     mean_std([t["miou_12"] for t in test]),
+                     mean_std([t["accuracy"] for t in test]),
+                     mean_std([r["best"]["miou"] for r in runs if r.get("best")]), sec_text])
+    return markdown_table(["method", "seeds", "target-test mIoU (11)", "mIoU (12)", "pixel acc.",
+                           "best val mIoU", "s/it (run)"], rows)
 
 
 def per_seed_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
-    head = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |"
-    lines = [head, "|---|" + "---:|" * len(seeds)]
+    rows = []
     for method, runs in results.items():
         by_seed = {int(r["run"].rsplit("_s", 1)[1]): r["test"]["miou"] for r in runs}
-        lines.append(f"| {method} | " + " | ".join(
-            f"{by_seed[s]:.3f}" if s in by_seed else "-" for s in seeds) + " |")
-    return "\n".join(lines)
+        rows.append([method, *(f"{by_seed[s]:.3f}" if s in by_seed else "-" for s in seeds)])
+    return markdown_table(["method", *(f"seed {s}" for s in seeds)], rows)
 
 
 def discriminator_timing(args: argparse.Namespace) -> str:
@@ -165,13 +163,12 @@ def discriminator_timing(args: argparse.Namespace) -> str:
     lines = [(f"Discriminator cost, batch {n} at {h}x{w}, ResNet-18 G, CPU, "
               f"{torch.get_num_threads()} thread(s), median of {args.timing_rounds} interleaved "
               f"rounds:"),
-             "| discriminator | D parameters | s/iteration | ratio to FCD | D step (s) | D step "
-             "ratio |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name in names:
-        lines.append(f"| {name.upper()} | {params[name]:,} | {med[name]:.3f} | "
-                     f"{med[name] / med['fcd']:.2f} | {med_d[name]:.4f} | "
-                     f"{med_d[name] / med_d['fcd']:.2f} |")
+             markdown_table(
+                 ["discriminator", "D parameters", "s/iteration", "ratio to FCD", "D step (s)",
+                  "D step ratio"],
+                 [[name.upper(), f"{params[name]:,}", f"{med[name]:.3f}",
+                   f"{med[name] / med['fcd']:.2f}", f"{med_d[name]:.4f}",
+                   f"{med_d[name] / med_d['fcd']:.2f}"] for name in names])]
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from uda_seg_core.checkpoint import load_checkpoint
 from uda_seg_core.config import load_config
 from uda_seg_core.losses import adversarial_loss
 from uda_seg_core.models.loading import load_model
+from uda_seg_core.reporting import markdown_table
 from uda_seg_core.runtime import DistInfo
 from uda_seg_core.train.adversarial import build_adversarial_discriminator
 from uda_seg_core.train.loaders import source_loader, target_loader
@@ -80,10 +81,10 @@ def main() -> None:
     print(f"D's mean P(target): on source predictions {statistics.fmean(d_src):.3f}, on "
           f"target predictions {statistics.fmean(d_tgt):.3f}")
     print(f"cosine(grad L_seg, grad L_adv) median {statistics.median(cosines):+.3f}\n")
-    print("| lambda_adv | median |grad L_seg| | median |lambda grad L_adv| | ratio |")
-    print("|---:|---:|---:|---:|")
-    for lam in lambdas:
-        print(f"| {lam:g} | {seg:.3g} | {lam * adv:.3g} | {lam * adv / seg:.4f} |")
+    print(markdown_table(
+        ["lambda_adv", "median |grad L_seg|", "median |lambda grad L_adv|", "ratio"],
+        [[f"{lam:g}", f"{seg:.3g}", f"{lam * adv:.3g}", f"{lam * adv / seg:.4f}"]
+         for lam in lambdas], align="rrrr"))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uda_seg_core.reporting import load_average
 from uda_seg_tools.ros_domain import child_environment, claim_domain_id, configure_this_process
 
 SEGMENTER_STEPS = ("preprocess", "inference", "postprocess")
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     configure_this_process(domain)
     args.checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(tmp)
-    load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_start = load_average()
     images = frames(args.frames, args.height, args.width)
     client = Client()
     bare, node, round_trip = [], [], []
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     print(f"node stats and logs: {tmp}")
     report(args, bare, node, round_trip, bare[0]["backend"],
-           (load_start, " ".join(f"{v:.2f}" for v in os.getloadavg())), env)
+           (load_start, load_average()), env)
     return 0
 
 

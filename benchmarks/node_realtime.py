@@ -32,9 +32,7 @@ Children get OMP_NUM_THREADS=--threads and OMP_WAIT_POLICY=PASSIVE unless set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,7 +40,13 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from uda_seg_core.benchmark import cpu_name
+from uda_seg_core.reporting import (
+    atomic_write_json,
+    atomic_write_text,
+    load_average,
+    machine_description,
+    markdown_table,
+)
 from uda_seg_tools.bag import IMAGE_TOPIC
 from uda_seg_tools.demo import MODEL_OWN_SIZE, bag_cli, bag_frame_size, live_run, run_step
 from uda_seg_tools.ros_domain import child_environment, claim_domain_id
@@ -165,26 +169,21 @@ def markdown(doc: dict) -> str:
          f"OMP_WAIT_POLICY={doc['omp_wait_policy']}; {doc['machine']}; load average "
          f"{doc['loadavg_start']} at the start, {doc['loadavg_end']} at the end. "
          f"{LRASPP}: random weights, speed only (its mIoU means nothing)."), "",
-        "| model | network | round | fps | received | dropped | lost | end-to-end p50 / p99 ms | "
-        "node p50 ms | inference p50 ms | live mIoU (%) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in doc["rows"]:
-        lines.append(
-            f"| {r['model']} | {_network(r.get('network'))} | {r['round']} | "
-            f"{_f(r['fps'], '.1f')} | "
-            f"{_f(r['received'], 'd')}/{r['frames']} | {_f(r['dropped'], 'd')} | "
-            f"{r['lost']} | {_f(r['e2e_p50_ms'], '.1f')} / {_f(r['e2e_p99_ms'], '.1f')} | "
-            f"{_f(r['node_p50_ms'], '.1f')} | {_f(r['inference_p50_ms'], '.1f')} | "
-            f"{_f(r['miou'], '.2f', 100)} |")
+    ]
+    rows = [[r["model"], _network(r.get("network")), r["round"], _f(r["fps"], ".1f"),
+             f"{_f(r['received'], 'd')}/{r['frames']}", _f(r["dropped"], "d"), r["lost"],
+             f"{_f(r['e2e_p50_ms'], '.1f')} / {_f(r['e2e_p99_ms'], '.1f')}",
+             _f(r["node_p50_ms"], ".1f"), _f(r["inference_p50_ms"], ".1f"),
+             _f(r["miou"], ".2f", 100)] for r in doc["rows"]]
+    lines.append(markdown_table(
+        ["model", "network", "round", "fps", "received", "dropped", "lost",
+         "end-to-end p50 / p99 ms", "node p50 ms", "inference p50 ms", "live mIoU (%)"],
+        rows, align="ll" + "r" * 9))
     return "\n".join(lines) + "\n"
 
 
 def _network(size) -> str:
     return f"{size[1]}x{size[0]}" if size else "-"
-
-
-def _loadavg() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> int:
@@ -193,7 +192,7 @@ def main() -> int:
     (out / "models").mkdir(parents=True, exist_ok=True)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    load_start = _loadavg()
+    load_start = load_average()
     bag = write_bag(args, out)
     size = bag_frame_size(bag)
     frames = bag_frames(bag)
@@ -210,17 +209,20 @@ def main() -> int:
                               paced=False, size=MODEL_OWN_SIZE)
             rows.append(row_of(name, round_index + 1, result))
     rows.sort(key=lambda r: (list(models).index(r["model"]), r["round"]))
+    machine = machine_description(loadavg_start=load_start)
     doc = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "camvid": args.camvid, "split": args.split, "frames": frames, "fps": args.fps,
            "frame_size": list(size), "threads": args.threads,
            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
-           "machine": f"{cpu_name()}, {os.cpu_count()} cores", "platform": platform.platform(),
-           "loadavg_start": load_start, "loadavg_end": _loadavg(),
+           "machine": f"{machine['cpu']}, {machine['cores']} cores",
+           "platform": machine["platform"], "loadavg_start": machine["loadavg_start"],
+           "loadavg_end": machine["loadavg_end"],
+           "versions": {k: machine[k] for k in ("python", "torch", "onnxruntime")},
            "models": {k: str(v) for k, v in models.items()}, "rows": rows,
            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / "node_realtime.json").write_text(json.dumps(doc, indent=2) + "\n")
+    atomic_write_json(out / "node_realtime.json", doc)
     text = markdown(doc)
-    (out / "node_realtime.md").write_text(text)
+    atomic_write_text(out / "node_realtime.md", text)
     print("\n" + text + f"\nwritten: {out / 'node_realtime.md'}, {out / 'node_realtime.json'}")
     return 0
 

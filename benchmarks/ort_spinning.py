@@ -18,7 +18,6 @@ Prints the p50 of each case and the ratios, with the load average before and aft
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -96,8 +95,9 @@ def main() -> int:
     import onnxruntime as ort
 
     from uda_seg_core.inference.onnx_backend import session_options
+    from uda_seg_core.reporting import load_average, machine_description
 
-    load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="ort_spinning_") as tmp:
         path, size = build_model(args, Path(tmp))
         sessions = {f"{mode}_{k}": ort.InferenceSession(
@@ -117,10 +117,11 @@ def main() -> int:
             samples[name] += cases[name]()
     cpu = time.process_time() - cpu0
     p50 = {name: 1e3 * float(np.median(v)) for name, v in samples.items()}
-    print(f"ONNX Runtime {ort.__version__}, {args.precision} BiSeNet-R18 at {size[0]}x{size[1]}, "
-          f"{args.threads} intra-op threads per session, {os.cpu_count()} cores; "
-          f"{args.rounds} rounds x {args.block} per block; load average {load_start} -> "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; {cpu:.1f} s CPU timed")
+    m = machine_description(loadavg_start=load_start)
+    print(f"ONNX Runtime {m['onnxruntime']}, {args.precision} BiSeNet-R18 at {size[0]}x{size[1]}, "
+          f"{args.threads} intra-op threads per session, {m['cpu']}, {m['cores']} cores; "
+          f"{args.rounds} rounds x {args.block} per block; load average {m['loadavg_start']} -> "
+          f"{m['loadavg_end']}; {cpu:.1f} s CPU timed")
     for name, value in p50.items():
         print(f"  {name:28s} p50 {value:7.1f} ms  ({len(samples[name])} runs)")
     print(f"alone: spin off / on = {p50['alone, spin off'] / p50['alone, spin on']:.2f}; "

@@ -20,7 +20,6 @@ Ratios are within this run; absolute figures depend on the load of the machine (
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import time
@@ -33,6 +32,7 @@ from uda_seg_core.data import build_dataset
 from uda_seg_core.data.transforms import build_transforms
 from uda_seg_core.losses import segmentation_loss
 from uda_seg_core.models import build_discriminator, build_segmentation_model
+from uda_seg_core.reporting import machine_description, markdown_table
 from uda_seg_core.train.adversarial import adversarial_step
 from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 
@@ -137,14 +137,17 @@ def main() -> None:
     if args.camvid:
         cases["data: read + augment one batch"] = with_threads(data_case(cfg, args.camvid),
                                                               args.threads)
-    print(f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; batch "
+    m = machine_description()
+    print(f"{m['cpu']}, {m['cores']} cores, load average {m['loadavg_start']}; torch "
+          f"{m['torch']}; batch "
           f"{cfg.train.batch_size} x {cfg.data.crop_size[0]}x{cfg.data.crop_size[1]}; "
           f"{args.threads} threads unless said", flush=True)
     results = measure(cases, args.repeats, args.warmup)
     base = results["contiguous"][0]
-    print("\n| case | median s/step | CPU s | vs contiguous eager |\n|---|---:|---:|---:|")
-    for name, (wall, proc) in results.items():
-        print(f"| {name} | {wall:.3f} | {proc:.3f} | {wall / base:.2f}x |")
+    print("\n" + markdown_table(
+        ["case", "median s/step", "CPU s", "vs contiguous eager"],
+        [[name, f"{wall:.3f}", f"{proc:.3f}", f"{wall / base:.2f}x"]
+         for name, (wall, proc) in results.items()]))
 
 
 if __name__ == "__main__":

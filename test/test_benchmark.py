@@ -1,15 +1,18 @@
-"""`uda-seg benchmark` on a tiny setting (48x64, one repeat) writes every row, and the
-issue's checks are computed from the numbers as stated.
+"""`uda-seg benchmark` on a tiny setting (48x64, one repeat) writes every row and reports
+figures only; issue 8's targets are judged by benchmarks/inference_speed.py (`make
+benchmark`), from the numbers as stated.
 
     .venv/bin/pytest test/test_benchmark.py -q
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
-from uda_seg_core.benchmark import checks, interleaved, parse_resolutions
+from uda_seg_core.benchmark import interleaved, parse_resolutions
 from uda_seg_core.cli import main
 
 ROW_KEYS = ["gemm", "eager", "ort", "int8", "pruned0", "pruned1", "unstructured",
@@ -51,12 +54,33 @@ def test_every_row_is_measured(report):
     assert doc["threads"] == 1 and doc["gemm"]["peak_gflops"] > 0
 
 
-def test_markdown_has_every_row_and_the_checks(report):
+def test_markdown_has_every_row_and_no_verdicts(report):
     doc, md = report
     for r in doc["results"]["48x64"]:
         assert f"| {r['name']} |" in md
-    assert "## Checks (issue 8)" in md and "1 threads" in md
-    assert len(doc["checks"]) == 5  # two pruned rows, ORT, INT8, GEMM fraction
+    assert "1 threads" in md
+    # the library reports; the targets of a past issue are not its business
+    assert "checks" not in doc and "issue" not in md.lower() and "FAIL" not in md
+    assert {"cpu", "cores", "platform", "loadavg_start", "loadavg_end"} <= doc["machine"].keys()
+    assert set(doc["versions"]) == {"torch", "onnxruntime", "python"}
+
+
+def inference_speed_script():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference_speed.py"
+    spec = importlib.util.spec_from_file_location("inference_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_benchmark_judges_the_report_against_issue_8(report):
+    script = inference_speed_script()
+    doc, _ = report
+    result = script.checks(doc["results"])
+    assert len(result) == 5  # two pruned rows, ORT, INT8, GEMM fraction
+    text = script.targets_markdown(result)
+    assert text.count("| 48x64 |") == 5
+    assert script.out_folder(["--out", "a", "--out=b"]) == Path("b")
 
 
 def _row(key, ms, miou=None, frac=None):
@@ -67,6 +91,7 @@ def _row(key, ms, miou=None, frac=None):
 
 
 def test_checks_apply_the_issue_targets():
+    checks = inference_speed_script().checks
     rows = [_row("eager", 100.0, 0.50, 0.55), _row("ort", 80.0, 0.50, 0.70),
             _row("int8", 61.0, 0.495),
             _row("pruned0", 60.0, 0.495), _row("pruned1", 40.0, 0.48)]

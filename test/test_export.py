@@ -211,7 +211,7 @@ def test_onnx_runtime_threads_are_stated_and_spinning_is_off_unless_asked(pred_o
     usable cores) and its worker threads do not spin between runs unless UDA_SEG_ORT_SPIN=1.
     Mutant: spinning left at ONNX Runtime's default (on); the inter-op pool left spinning;
     the thread count left to ONNX Runtime (the machine's physical cores)."""
-    from uda_seg_core.inference.timing import available_cores
+    from uda_seg_core.reporting import available_cores
 
     def entries(backend):
         opts = backend.session.get_session_options()

@@ -12,9 +12,7 @@ network a checkpoint describes (structured-pruned widths included) is
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from torch import nn
 
 from uda_seg_core.config import Config, from_dict, input_normalisation, to_dict
 from uda_seg_core.labels import CLASS_NAMES, PALETTE
+from uda_seg_core.reporting import atomic_output
 
 FORMAT = "uda_seg.checkpoint/1"
 
@@ -32,20 +31,11 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file beside `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save to a temp file beside `path`, fsync, then rename over `path`
+    (`reporting.atomic_output`)."""
+    with atomic_output(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def model_payload(model: nn.Module, cfg: Config) -> dict:

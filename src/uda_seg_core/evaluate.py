@@ -13,11 +13,9 @@ image | ground truth | prediction, like the paper's Fig. 5. Output goes to `out`
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -27,9 +25,9 @@ from uda_seg_core.config import DataConfig, Normalisation, input_normalisation
 from uda_seg_core.data import eval_split, resolve_format
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.inference.segmenter import BackendModule
-from uda_seg_core.labels import IGNORE_INDEX, ids_to_rgb
 from uda_seg_core.metrics import evaluate_model, predict_ids
 from uda_seg_core.models import build_model_from_checkpoint
+from uda_seg_core.reporting import atomic_write_json, prediction_grid
 from uda_seg_core.runtime import resolve_device
 
 
@@ -82,12 +80,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
                "eval_size": list(cfg_data.eval_size if eval_size is None else eval_size),
                **cm.summary(),
                "confusion_matrix": cm.mat.cpu().tolist()}  # rows: label, columns: prediction
-    (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(folder / "metrics.json", summary)
     result = {**summary, "table": cm.table(), "out": str(folder)}
     if save_predictions > 0:
         rows = predict_examples(model, dataset, dev, save_predictions, normalisation)
-        result["figure"] = str(save_prediction_figure(
-            rows, folder / "predictions.png", title=f"{Path(checkpoint).parent.name} - {split}"))
+        result["figure"] = str(prediction_grid(
+            [(r["image"], r["label"], r["pred"]) for r in rows],
+            ("image", "ground truth", "prediction"), folder / "predictions.png",
+            row_names=[r["name"] for r in rows], title=f"{Path(checkpoint).parent.name} - {split}",
+            panel_inches=3.0, dpi=120))
     return result
 
 
@@ -110,43 +111,3 @@ def predict_examples(model: nn.Module, dataset: Dataset, device: str | torch.dev
     finally:
         model.train(was_training)
     return rows
-
-
-def label_rgb(label: np.ndarray) -> np.ndarray:
-    """Ground truth in class colours, ignored pixels (255) black rather than a class colour."""
-    label = label.copy()
-    label[label == IGNORE_INDEX] = 254
-    return ids_to_rgb(label)
-
-
-def save_prediction_figure(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """image | ground truth | prediction, one row per example (the paper's Fig. 5)."""
-    import matplotlib  # optional at import: only figures need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise ValueError("no examples to draw")
-    h, w = rows[0]["label"].shape
-    fig_w = 9.0
-    fig, axes = plt.subplots(len(rows), 3, squeeze=False,
-                             figsize=(fig_w, fig_w / 3 * h / w * len(rows) + 0.6))
-    for r, row in enumerate(rows):
-        panels = (row["image"], label_rgb(row["label"]), ids_to_rgb(row["pred"]))
-        for c, (panel, name) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
-            ax = axes[r][c]
-            ax.imshow(panel)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name)
-        axes[r][0].set_ylabel(row["name"], fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, NAMED_CLASSES, NUM_CLASSES
+from uda_seg_core.reporting import markdown_table
 
 
 def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
@@ -151,12 +152,11 @@ class ConfusionMatrix:
 def summary_table(summary: dict) -> str:
     """The markdown table of a `ConfusionMatrix.summary()` (as stored in metrics.json)."""
     iou = summary["per_class_iou"]
-    lines = ["| class | IoU |", "|---|---:|"]
-    lines += [f"| {name} | {_fmt(value)} |" for name, value in iou.items()]
-    lines.append(f"| **mIoU (named classes)** | {_fmt(summary['miou'])} |")
-    lines.append(f"| **mIoU (all {len(iou)})** | {_fmt(summary['miou_12'])} |")
-    lines.append(f"| **pixel accuracy** | {_fmt(summary['accuracy'])} |")
-    return "\n".join(lines)
+    rows = [[name, _fmt(value)] for name, value in iou.items()]
+    rows += [["**mIoU (named classes)**", _fmt(summary["miou"])],
+             [f"**mIoU (all {len(iou)})**", _fmt(summary["miou_12"])],
+             ["**pixel accuracy**", _fmt(summary["accuracy"])]]
+    return markdown_table(["class", "IoU"], rows)
 
 
 def _json_float(value: float) -> float | None:

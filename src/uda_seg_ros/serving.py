@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -31,6 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from uda_seg_core.reporting import atomic_write_text
 from uda_seg_ros.conversions import (
     check_compressed,
     check_image,
@@ -260,17 +258,8 @@ class SegmentationServer:
     def _write_stats(self, path: str) -> None:
         """Atomically (temp file + rename); if even that fails, the JSON goes to the log."""
         text = json.dumps(self.stats(), indent=2) + "\n"
-        target = Path(path)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                       dir=target.parent)
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
-                os.replace(tmp, target)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            atomic_write_text(path, text)
         except OSError as exc:
             print(f"[ERROR] [{self.name}]: cannot write stats_file={path} "
                   f"({exc.strerror or exc}); the statistics: {json.dumps(self.stats())}",

@@ -28,8 +28,8 @@ from uda_seg_core.inference.segmenter import (
     recorded_size,
     register_backend,
 )
-from uda_seg_core.inference.timing import available_cores
 from uda_seg_core.labels import CLASS_NAMES, PALETTE
+from uda_seg_core.reporting import available_cores
 
 log = logging.getLogger(__name__)
 

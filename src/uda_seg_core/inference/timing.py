@@ -8,20 +8,11 @@ ratios measured within one interleaved run mean anything.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -54,7 +54,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -72,7 +71,7 @@ from uda_seg_core.data import DatasetFormatError, build_dataset, detect_format, 
 from uda_seg_core.evaluate import checkpoint_eval_split
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend, resolve_threads
 from uda_seg_core.inference.segmenter import BackendModule
-from uda_seg_core.inference.timing import available_cores, interleaved, percentile
+from uda_seg_core.inference.timing import interleaved, percentile
 from uda_seg_core.metrics import evaluate_model
 from uda_seg_core.models import ClassIds, count_macs, count_parameters, load_model
 from uda_seg_core.optimize.export import (
@@ -85,6 +84,14 @@ from uda_seg_core.optimize.export import (
     write_metadata,
 )
 from uda_seg_core.optimize.structured import prune_checkpoint
+from uda_seg_core.reporting import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    load_average,
+    machine_description,
+    markdown_table,
+)
 from uda_seg_core.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -407,8 +414,7 @@ def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
 
     def action() -> None:
         cm = evaluate_model(module(), dataset, "cpu", num_classes=12)
-        result.parent.mkdir(parents=True, exist_ok=True)
-        result.write_text(json.dumps({**cm.summary(), "images": len(dataset)}, indent=2) + "\n")
+        atomic_write_json(result, {**cm.summary(), "images": len(dataset)})
         p.work_done["evaluated"] += 1
 
     settings = eval_settings(p, c, size)
@@ -531,28 +537,9 @@ def choose(rows: list[dict], reference_miou: float, max_loss: float) -> str:
 
 # --- the report --------------------------------------------------------------------------
 
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_model(p: Plan, chosen: dict, reference: dict) -> Path:
     """OUT/model.onnx: the chosen file with its provenance added to the metadata."""
     target = p.out / "model.onnx"
-    tmp = target.with_suffix(".onnx.tmp")
-    shutil.copyfile(chosen["file"], tmp)
     provenance = {
         "made_by": "uda-seg deploy", "checkpoint": str(Path(p.r.checkpoint).resolve()),
         "checkpoint_sha256": p.ckpt_sha256, "candidate": chosen["id"],
@@ -564,9 +551,14 @@ def write_model(p: Plan, chosen: dict, reference: dict) -> Path:
         "loss_points": chosen["loss_points"], "max_loss": p.r.max_loss,
         "p50_ms": chosen["p50_ms"], "threads": p.threads, "input_size": list(p.size),
         "finetune": chosen.get("finetune"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_metadata(tmp, {"provenance": json.dumps(provenance)})
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(chosen["file"], tmp)
+        write_metadata(tmp, {"provenance": json.dumps(provenance)})
     return target
+
+
+CANDIDATE_HEADERS = ("candidate", "ratio", "precision", "params (M)", "GMACs", "p50 ms",
+                     "p90 ms", "vs eager", "mIoU (%)", "loss (pt)", "chosen or why not")
 
 
 def markdown(doc: dict) -> str:
@@ -585,23 +577,20 @@ def markdown(doc: dict) -> str:
          f"repeats after {s['warmup']} warm-up; load average {doc['machine']['loadavg_start']} "
          f"at the start, {doc['machine']['loadavg_end']} at the end."),
         "",
-        "| candidate | ratio | precision | params (M) | GMACs | p50 ms | p90 ms | vs eager | "
-        "mIoU (%) | loss (pt) | chosen or why not |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
-        (f"| adapted fp32, eager PyTorch at {_size(ref)} (reference) | 0.00 | fp32 | "
-         f"{ref['params'] / 1e6:.2f} | {ref['macs'] / 1e9:.2f} | {ref['p50_ms']:.1f} | "
-         f"{ref['p90_ms']:.1f} | 1.00x | "
-         f"{100 * ref['miou']:.2f} | 0.00 | reference (not an ONNX export) |"),
     ]
+    rows = [[f"adapted fp32, eager PyTorch at {_size(ref)} (reference)", "0.00", "fp32",
+             f"{ref['params'] / 1e6:.2f}", f"{ref['macs'] / 1e9:.2f}", f"{ref['p50_ms']:.1f}",
+             f"{ref['p90_ms']:.1f}", "1.00x", f"{100 * ref['miou']:.2f}", "0.00",
+             "reference (not an ONNX export)"]]
     for c in doc["candidates"]:
         precision = c["precision"] + ("" if c["per_channel"] is None else
                                       (" per-channel" if c["per_channel"] else " per-tensor"))
-        name = f"**{c['id']}**" if c["chosen"] else c["id"]
-        lines.append(
-            f"| {name} | {c['ratio']:.2f} | {precision} | {c['params'] / 1e6:.2f} | "
-            f"{c['macs'] / 1e9:.2f} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | "
-            f"{c['p50_ms'] / ref['p50_ms']:.2f}x | {100 * c['miou']:.2f} | "
-            f"{c['loss_points']:.2f} | {c['reason']} |")
+        rows.append([f"**{c['id']}**" if c["chosen"] else c["id"], f"{c['ratio']:.2f}",
+                     precision, f"{c['params'] / 1e6:.2f}", f"{c['macs'] / 1e9:.2f}",
+                     f"{c['p50_ms']:.1f}", f"{c['p90_ms']:.1f}",
+                     f"{c['p50_ms'] / ref['p50_ms']:.2f}x", f"{100 * c['miou']:.2f}",
+                     f"{c['loss_points']:.2f}", c["reason"]])
+    lines.append(markdown_table(CANDIDATE_HEADERS, rows, align="lrl" + "r" * 7 + "l"))
     served = (f"Served: `{doc['model']}` ({doc['chosen']})." if doc["chosen"] else
               f"Served: nothing: {nothing_served(doc)}")
     lines += ["", served + " Work this run: "
@@ -648,10 +637,8 @@ def report(p: Plan, reference: dict, timings: dict, dataset_len: int, load_start
         "data": {"root": str(p.root), "format": p.fmt, "split": p.r.split,
                  "images": dataset_len},
         "settings": settings, "threads": p.threads,
-        "machine": {"cpu": _cpu_name(), "cores": available_cores(),
-                    "loadavg_start": load_start, "loadavg_end": _loadavg(),
-                    "ort_spinning": os.environ.get("UDA_SEG_ORT_SPIN", "0") == "1",
-                    "torch": torch.__version__, "onnxruntime": _ort_version()},
+        "machine": {**machine_description(loadavg_start=load_start),
+                    "ort_spinning": os.environ.get("UDA_SEG_ORT_SPIN", "0") == "1"},
         "reference": ref, "candidates": rows, "chosen": chosen_id,
         "model": str(p.out / "model.onnx") if chosen_id else None, "work": dict(p.work_done),
         "seconds": round(seconds, 1),
@@ -670,18 +657,12 @@ def first_frame(dataset) -> np.ndarray:
     return np.ascontiguousarray(dataset[0]["image"][None].numpy(), dtype=np.float32)
 
 
-def _ort_version() -> str:
-    import onnxruntime  # optional: only its version is reported here
-
-    return onnxruntime.__version__
-
-
 # --- the whole job -----------------------------------------------------------------------
 
 def deploy(request: DeployRequest, progress: bool = True) -> dict:
     """Check, build and measure every candidate, choose, write OUT/model.onnx, deploy.json
     and deploy.md; returns deploy.json's document."""
-    started, load_start = time.perf_counter(), _loadavg()
+    started, load_start = time.perf_counter(), load_average()
     p = check_request(request)
     p.out.mkdir(parents=True, exist_ok=True)
     stages = Stages(p.work, fresh=p.r.fresh, chained=False)
@@ -707,8 +688,8 @@ def deploy(request: DeployRequest, progress: bool = True) -> dict:
         (p.out / "model.onnx").unlink(missing_ok=True)  # never disagrees with deploy.json
     else:
         write_model(p, chosen, doc["reference"])
-    (p.out / "deploy.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    (p.out / "deploy.md").write_text(markdown(doc))
+    atomic_write_json(p.out / "deploy.json", doc)
+    atomic_write_text(p.out / "deploy.md", markdown(doc))
     if chosen is None:
         raise NothingWithinBudget(f"{nothing_served(doc)} ({p.out / 'deploy.md'})")
     return doc

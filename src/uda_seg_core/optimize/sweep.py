@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ from uda_seg_core.evaluate import checkpoint_eval_split
 from uda_seg_core.metrics import evaluate_model
 from uda_seg_core.models import build_model_from_checkpoint
 from uda_seg_core.pruning import prune_global, prune_modules, sparsity_report
+from uda_seg_core.reporting import atomic_write_json
 from uda_seg_core.runtime import resolve_device
 
 MODES = ("module", "global")
@@ -240,7 +240,7 @@ def write_outputs(result: dict, out: Path, meta: dict,
            "max_sparsity_within_tolerance": summarise(rows, result["baseline"], tolerance),
            "rows": rows}
     written["json"] = out / "sweep.json"
-    written["json"].write_text(json.dumps(doc, indent=2) + "\n")
+    atomic_write_json(written["json"], doc)
     return written
 
 

@@ -50,9 +50,14 @@ from pathlib import Path
 
 from uda_seg_core.config import Config, ConfigError, dump_config, load_config
 from uda_seg_core.data import build_dataset, sequence_of
-from uda_seg_core.evaluate import evaluate_checkpoint, label_rgb
+from uda_seg_core.evaluate import evaluate_checkpoint
 from uda_seg_core.inference import Segmenter
-from uda_seg_core.labels import ids_to_rgb
+from uda_seg_core.reporting import (
+    atomic_write_json,
+    atomic_write_text,
+    markdown_table,
+    prediction_grid,
+)
 from uda_seg_core.stages import Stages
 from uda_seg_core.study.reproduce import cpu_seconds, run_state
 from uda_seg_core.train.batchnorm import adapt_batchnorm
@@ -357,11 +362,8 @@ def write_summary(out: Path, s: RealStudySettings, seen: list[str], records: dic
                "heldout_drives": list(s.heldout), "seeds": list(s.seeds),
                "cpu_seconds_this_session": round(cpu_seconds(), 1),
                "rows": aggregate(records), "runs": records}
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{SUMMARY_FILE}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out / SUMMARY_FILE)
-    (out / REPORT_FILE).write_text(report_markdown(summary))
+    atomic_write_json(out / SUMMARY_FILE, summary)
+    atomic_write_text(out / REPORT_FILE, report_markdown(summary))
     return summary
 
 
@@ -377,11 +379,7 @@ def _cell(stats: dict | None) -> str:
 def report_markdown(summary: dict) -> str:
     """The table a reader quotes: mIoU (%) on val and on the held-out drive, per row."""
     held = ", ".join(summary["heldout_drives"])
-    lines = [f"mIoU (%, 11 named classes) on real CamVid; source: simulator "
-             f"({summary['sim']}); adaptation drives {', '.join(summary['adaptation_drives'])}; "
-             f"held-out drive {held} (train-split labels, never seen by adaptation).", "",
-             f"| row | seeds | val (0016E5) | held-out ({held}) | s/iteration | wall min |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for name, row in summary["rows"].items():
         per_it = [r.get("seconds_per_iteration") for r in summary["runs"].values()
                   if r["method"] == name and r.get("seconds_per_iteration")]
@@ -389,8 +387,13 @@ def report_markdown(summary: dict) -> str:
         walls = [r["wall_seconds"] / 60 for r in summary["runs"].values()
                  if r["method"] == name and r.get("wall_seconds")]
         wall = "/".join(f"{w:.1f}" for w in walls) or "-"
-        lines.append(f"| {row['label']} | {len(row['seeds'])} | {_cell(row.get('val'))} | "
-                     f"{_cell(row.get('heldout'))} | {speed} | {wall} |")
+        rows.append([row["label"], len(row["seeds"]), _cell(row.get("val")),
+                     _cell(row.get("heldout")), speed, wall])
+    lines = [f"mIoU (%, 11 named classes) on real CamVid; source: simulator "
+             f"({summary['sim']}); adaptation drives {', '.join(summary['adaptation_drives'])}; "
+             f"held-out drive {held} (train-split labels, never seen by adaptation).", "",
+             markdown_table(["row", "seeds", "val (0016E5)", f"held-out ({held})",
+                             "s/iteration", "wall min"], rows, align="llllll")]
     lines += ["", "mean ± sample standard deviation (per-seed values) where several seeds ran; "
               "wall min: each seed's run, as measured when it was trained."]
     return "\n".join(lines) + "\n"
@@ -417,34 +420,13 @@ def comparison_figure(camvid: str, columns: Sequence[tuple[str, str]], path: str
     """The paper's Fig. 5 on real frames: image | ground truth | one mask per model, for every
     `stride`-th frame of the split (n rows). `columns` are (title, model file): checkpoints
     and exported .onnx alike, each through the Segmenter a vehicle would run."""
-    import matplotlib  # optional at import: only figures need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     dataset = build_dataset("auto", camvid, split)
     picks = list(range(0, len(dataset), stride))[:n]
     segmenters = [Segmenter.from_checkpoint(p, device="cpu", input_size=input_size)
                   for _, p in columns]
-    titles = ["image", "ground truth", *(t for t, _ in columns)]
-    h, w = dataset.load(picks[0])[1].shape
-    fig, axes = plt.subplots(len(picks), len(titles), squeeze=False,
-                             figsize=(2.2 * len(titles), 2.2 * len(titles) / len(titles)
-                                      * h / w * len(picks) + 0.4))
-    for r, index in enumerate(picks):
+    rows = []
+    for index in picks:
         image, label = dataset.load(index)
-        panels = [image, label_rgb(label), *(ids_to_rgb(s.segment(image)) for s in segmenters)]
-        for c, panel in enumerate(panels):
-            ax = axes[r][c]
-            ax.imshow(panel)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=8)
-        axes[r][0].set_ylabel(dataset.names[index], fontsize=6)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        rows.append([image, label, *(s.segment(image) for s in segmenters)])
+    return prediction_grid(rows, ["image", "ground truth", *(t for t, _ in columns)], path,
+                           row_names=[dataset.names[i] for i in picks], panel_inches=2.2)

@@ -36,11 +36,11 @@ from uda_seg_core.config import (
     merge,
 )
 from uda_seg_core.data import eval_split
-from uda_seg_core.evaluate import label_rgb
-from uda_seg_core.labels import CLASS_NAMES, ids_to_rgb
+from uda_seg_core.labels import CLASS_NAMES
 from uda_seg_core.metrics import predict_ids
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently, target_sparsity
+from uda_seg_core.reporting import atomic_write_text, markdown_table, prediction_grid
 from uda_seg_core.runtime import resolve_device
 from uda_seg_core.study.experiments import (
     DEFAULT_PTP_SPARSITY,
@@ -152,14 +152,8 @@ def last_target(config: dict) -> float | None:
     return target_sparsity(int(config.get("train", {}).get("epochs", 0)), cfg)
 
 
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
-    align = align or "l" + "r" * (len(header) - 1)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    return [_row(header), _row(rule), *(_row(r) for r in rows)]
+    return markdown_table(header, rows, align).splitlines()
 
 
 def _run_label(run: Run | None, label: str) -> str:
@@ -346,11 +340,6 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
                        device: str) -> Path | None:
     """Fig. 5: image | before adaptation | adapted | adapted + optimised | ground truth, on
     target test images spread over the split."""
-    import matplotlib  # optional at import: only the figures need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     adapted = runs.get(FIG5_ADAPTED)
     if adapted is None or not (adapted.dir / "config.yaml").is_file():
         return None
@@ -363,11 +352,8 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
                          cfg.data.target_format, normalisation=normalisation)
     indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, num=min(n, len(dataset)))})
     dev = resolve_device(device)
-    titles = ["image", *(t for t, _ in models), "ground truth"]
-    h, w = dataset[indices[0]]["label"].shape[-2:]
-    fig, axes = plt.subplots(len(indices), len(titles), squeeze=False,
-                             figsize=(2.6 * len(titles), 2.6 * h / w * len(indices) + 0.8))
-    for r, index in enumerate(indices):
+    rows, names = [], []
+    for index in indices:
         item = dataset[index]
         label = item["label"].numpy()
         panels = [normalisation.invert(item["image"].numpy())]
@@ -375,21 +361,11 @@ def qualitative_figure(runs: dict[str, Run], path: Path, sparsity: float, n: int
             model.to(dev).eval()
             with torch.inference_mode():
                 pred = predict_ids(model, item["image"][None].to(dev), tuple(label.shape))[0]
-            panels.append(ids_to_rgb(pred.cpu().numpy()))
-        panels.append(label_rgb(label))
-        for c, panel in enumerate(panels):
-            ax = axes[r][c]
-            ax.imshow(panel)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=7)
-        axes[r][0].set_ylabel(item["name"], fontsize=6)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            panels.append(pred.cpu().numpy())
+        rows.append([*panels, label])
+        names.append(item["name"])
+    titles = ["image", *(t for t, _ in models), "ground truth"]
+    return prediction_grid(rows, titles, path, row_names=names, panel_inches=2.6)
 
 
 def describe_data(runs: dict[str, Run]) -> str:
@@ -484,6 +460,4 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, examples: 
         raise FileNotFoundError(f"runs folder not found: {runs_dir}")
     out = Path(out) if out else runs_dir / "report.md"
     text = build_report(runs_dir, out, examples, device, qualitative)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return atomic_write_text(out, text)

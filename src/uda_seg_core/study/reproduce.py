@@ -43,6 +43,7 @@ from uda_seg_core.config import (
     to_dict,
 )
 from uda_seg_core.optimize.sweep import sweep_checkpoint
+from uda_seg_core.reporting import atomic_write_json
 from uda_seg_core.stages import Stages
 from uda_seg_core.study.experiments import (
     EXPERIMENTS,
@@ -265,10 +266,7 @@ def plan_runs(args: ReproduceSettings) -> tuple[dict, list[tuple[Experiment, Con
 
 
 def write_plan(out: Path, plan: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{PLAN_FILE}.tmp"
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
-    tmp.replace(out / PLAN_FILE)
+    atomic_write_json(out / PLAN_FILE, plan)
 
 
 def train_runs(runs: list, out: Path, plan: dict, dry_run: bool, say: Say) -> list[str]:

@@ -35,6 +35,7 @@ from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.config import Config, to_dict
 from uda_seg_core.data import has_split
 from uda_seg_core.metrics import evaluate_model
+from uda_seg_core.reporting import atomic_write_json
 from uda_seg_core.runtime import (
     DistInfo,
     barrier,
@@ -56,7 +57,6 @@ from uda_seg_core.train.run_dir import (
     RunRequest,
     load_run_config,
     prepare_run_dir,
-    write_json_atomic,
 )
 from uda_seg_core.train.trainer import LoopState, Trainer, total_iterations
 
@@ -208,7 +208,7 @@ class Run:
     def write_metrics(self, test: dict | None = None) -> dict:
         doc = self.metrics_document(test)
         if self.dist.is_main:
-            write_json_atomic(self.run_dir / METRICS_FILE, doc)
+            atomic_write_json(self.run_dir / METRICS_FILE, doc)
         return doc
 
     def close(self, test: dict | None = None) -> None:

@@ -8,14 +8,11 @@ the request resumes it or asks to overwrite it.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from uda_seg_core.checkpoint import CheckpointError
 from uda_seg_core.config import Config, ConfigError, dump_config, load_config
@@ -78,12 +75,6 @@ def derive_run_name(cfg: Config, command: str) -> str:
     if cfg.train.seed != 0:
         parts.append(f"seed{cfg.train.seed}")
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", "_".join(parts))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def load_run_config(request: RunRequest) -> tuple[Config, Path | None]:
