@@ -10,7 +10,7 @@ Shared fixtures:
 - `make_checkpoint(seed=0, **extra)`: a random-init BiSeNet-R18 checkpoint (12 classes,
   as training writes it; `extra` is stored beside the weights: palette, mean, std, ...);
   `tiny_checkpoint` is `make_checkpoint()`;
-- `tiny_domains`: the two tiny domains of `train_helpers.write_domains` (read-only);
+- `tiny_domains`: the two tiny domains of `helpers.fixtures.write_domains` (read-only);
 - `trained_model`: a BiSeNet-R18 trained by `uda-seg train` on the tiny CamVid-format domain.
   Its classes follow the frames' colours, so a red/blue swap changes most of its mask,
   and it has a real mIoU to lose (for INT8 and pruning checks);
@@ -134,7 +134,7 @@ def tiny_checkpoint(make_checkpoint) -> Path:
 @pytest.fixture(scope="session")
 def tiny_domains(tmp_path_factory):
     """(root, idda, camvid): 4 frames per domain and split at 48x64; read-only."""
-    from train_helpers import write_domains
+    from helpers.fixtures import write_domains
 
     root = tmp_path_factory.mktemp("domains")
     idda, camvid = write_domains(root)
@@ -145,8 +145,7 @@ def tiny_domains(tmp_path_factory):
 def trained_model(tmp_path_factory, tiny_domains):
     """A BiSeNet-R18 trained by `uda-seg train` on the CamVid-format tiny domain (its
     labels are the frames' colours plus noise), with the data it was trained on."""
-    from train_helpers import tiny_overrides
-
+    from helpers.fixtures import tiny_overrides
     from uda_seg_core.cli import main
 
     root = tmp_path_factory.mktemp("trained")
@@ -200,8 +199,8 @@ def colcon_install(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def launch_site(tmp_path_factory) -> Path:
     """The jazzy launch tooling from ../shared/ros2-jazzy, pip-installed once per session
-    into a temporary folder (launch_helpers.install_launch_site); skips where it is absent."""
-    from launch_helpers import ABSENT, SHARED, install_launch_site
+    into a temporary folder (helpers.launching.install_launch_site); skips where it is absent."""
+    from helpers.launching import ABSENT, SHARED, install_launch_site
 
     if not SHARED.is_dir():
         pytest.skip(ABSENT)

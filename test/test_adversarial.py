@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from helpers.fixtures import tiny_config, tiny_overrides, write_domains
 from uda_seg_core.config import Config
 from uda_seg_core.losses import SOURCE_LABEL, TARGET_LABEL
 from uda_seg_core.models import build_discriminator, build_segmentation_model
@@ -19,15 +20,6 @@ from uda_seg_core.train.adversarial import (
 )
 from uda_seg_core.train.optim import build_discriminator_optimizer, build_segmentation_optimizer
 from uda_seg_core.train.supervised import supervised_step
-
-
-def tiny_cfg(lambda_adv: float = 0.001, discriminator: str = "fcd") -> Config:
-    cfg = Config()
-    cfg.model.backbone = "resnet18"
-    cfg.adapt.lambda_adv = lambda_adv
-    cfg.adapt.discriminator = discriminator
-    cfg.adapt.d_width = 8
-    return cfg
 
 
 def batches(seed: int = 0):
@@ -57,7 +49,7 @@ def test_the_discriminator_sees_class_probabilities_of_both_domains():
     """Bug guarded (a surviving mutant of `make mutants`): the source prediction P_s that D
     is trained on normalised over the wrong axis (softmax over rows instead of classes),
     so D learns source from target by an artefact of the normalisation."""
-    cfg = tiny_cfg()
+    cfg = tiny_config()
     model, d, opt_g, _ = build(cfg)
     source, target = batches()
     _, p_s, p_t = generator_step(model, d, opt_g, source, target, cfg)
@@ -69,7 +61,7 @@ def test_the_discriminator_sees_class_probabilities_of_both_domains():
 
 @pytest.mark.parametrize("name", ["fcd", "tfd", "dwd"])
 def test_one_step_moves_generator_and_discriminator(name):
-    cfg = tiny_cfg(discriminator=name)
+    cfg = tiny_config(**{"adapt.discriminator": name})
     model, d, opt_g, opt_d = build(cfg)
     g0, d0 = params(model), params(d)
     source, target = batches()
@@ -83,7 +75,7 @@ def test_one_step_moves_generator_and_discriminator(name):
 
 
 def test_discriminator_gets_no_gradient_from_the_generator_step():
-    cfg = tiny_cfg(lambda_adv=1.0)  # a large weight: any leak into D would show
+    cfg = tiny_config(**{"adapt.lambda_adv": 1.0})  # a large weight: any leak into D would show
     model, d, opt_g, _ = build(cfg)
     d0 = params(d)
     source, target = batches()
@@ -99,7 +91,7 @@ def test_adversarial_term_changes_the_generator_update():
     source, target = batches()
     after = []
     for lam in (0.0, 1.0):
-        cfg = tiny_cfg(lambda_adv=lam)
+        cfg = tiny_config(**{"adapt.lambda_adv": lam})
         model, d, opt_g, _ = build(cfg)
         generator_step(model, d, opt_g, source, target, cfg)
         after.append(params(model))
@@ -134,7 +126,7 @@ def test_discriminator_learns_to_tell_source_from_target():
     (`discriminator_step` training P_s -> TARGET_LABEL and P_t -> SOURCE_LABEL). D must
     end up judging source maps near SOURCE_LABEL and target maps near TARGET_LABEL."""
     p_s, p_t = domain_maps()
-    d, losses = trained_discriminator(tiny_cfg(), p_s, p_t)
+    d, losses = trained_discriminator(tiny_config(), p_s, p_t)
     assert losses[-1]["d"] < 0.5 * losses[0]["d"], (losses[0], losses[-1])
     on_source, on_target = mean_d_probability(d, p_s), mean_d_probability(d, p_t)
     assert abs(on_source - SOURCE_LABEL) < 0.25, f"D says {on_source:.2f} on source maps"
@@ -155,14 +147,14 @@ def test_adversarial_loss_moves_target_predictions_to_the_source_side():
     must leave D judging the target predictions nearer SOURCE_LABEL than three steps
     with lambda_adv = 0, which differ from them only by L_adv's gradient."""
     source, target = batches()
-    cfg = tiny_cfg(lambda_adv=0.0)
+    cfg = tiny_config(**{"adapt.lambda_adv": 0.0})
     model, _, opt_g, _ = build(cfg)
     start = copy.deepcopy(model.state_dict())
     _, p_s, p_t = generator_step(model, build(cfg)[1], opt_g, source, target, cfg)
     d, _ = trained_discriminator(cfg, p_s, p_t)
     judged = {}
     for lam in (0.0, 1.0):
-        cfg = tiny_cfg(lambda_adv=lam)
+        cfg = tiny_config(**{"adapt.lambda_adv": lam})
         model.load_state_dict(start)
         opt_g = build_segmentation_optimizer(model, cfg)
         for _ in range(3):
@@ -176,7 +168,7 @@ def test_lambda_zero_equals_a_source_only_step():
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         source, target = batches()
-        cfg = tiny_cfg(lambda_adv=0.0)
+        cfg = tiny_config(**{"adapt.lambda_adv": 0.0})
         model_a, d, opt_g, opt_d = build(cfg)
         model_b = copy.deepcopy(model_a)
         opt_b = build_segmentation_optimizer(model_b, cfg)
@@ -190,8 +182,6 @@ def test_lambda_zero_equals_a_source_only_step():
 
 
 def test_during_training_pruning_keeps_the_discriminator_sparse(tmp_path):
-    from train_helpers import tiny_overrides, write_domains
-
     from uda_seg_core.checkpoint import load_checkpoint
     from uda_seg_core.cli import main
 
@@ -216,9 +206,9 @@ def test_pruning_hooks_prune_to_the_schedule_of_the_epoch_they_are_in():
     from uda_seg_core.pruning import sparsity_report
     from uda_seg_core.train.adversarial import pruning_hooks
 
-    cfg = tiny_cfg()
+    cfg = tiny_config()
     cfg.adapt.prune, cfg.adapt.prune_rate, cfg.adapt.prune_keep_masks = "incremental", 0.1, True
-    assert pruning_hooks(tiny_cfg(), build(cfg)[1], 10) == ([], [])  # prune: none
+    assert pruning_hooks(tiny_config(), build(cfg)[1], 10) == ([], [])  # prune: none
     _, d, _, _ = build(cfg)
     (at_epoch_start,), (after_resume,) = pruning_hooks(cfg, d, per_epoch=10)
     after_resume(20)  # a boundary: the epoch hook prunes for epoch 3 next, not the resume

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from bag_helpers import write_tiny_camvid
 
+from helpers.fixtures import blocks, camvid_names, write_tiny_camvid
 from uda_seg_core.data import build_dataset
 from uda_seg_tools.bag import (
     COMPRESSED_TOPIC,
@@ -23,7 +23,8 @@ FPS = 15.0
 
 @pytest.fixture(scope="module")
 def camvid(tmp_path_factory):
-    root = write_tiny_camvid(tmp_path_factory.mktemp("camvid"))
+    root = write_tiny_camvid(tmp_path_factory.mktemp("camvid"), {"test": camvid_names(5)},
+                             size=(48, 64), frames=blocks)
     ds = build_dataset("camvid", root, "test")
     return root, [ds[i] for i in range(len(ds))]
 

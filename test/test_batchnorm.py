@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import torch
-from train_helpers import tiny_config, write_domains
 
+from helpers.fixtures import tiny_config, write_domains
 from uda_seg_core.models import build_segmentation_model
 from uda_seg_core.train.batchnorm import recalibrate_batchnorm
 

@@ -6,15 +6,14 @@ import logging
 import numpy as np
 import pytest
 import torch
-from data_fixtures import (
+
+from helpers.fixtures import (
     CAMVID_CLASS_DICT,
     expected_camvid_class,
     save_rgb,
-    write_camvid_colour,
-    write_camvid_segnet,
     write_class_dict,
+    write_tiny_camvid,
 )
-
 from uda_seg_core.config import IMAGENET, AugmentationConfig, DataConfig
 from uda_seg_core.data import DatasetFormatError, build_dataset
 from uda_seg_core.data.transforms import build_transforms
@@ -31,8 +30,8 @@ def all_colours_label() -> tuple[np.ndarray, np.ndarray]:
 
 def test_every_camvid_colour_lands_on_its_class(tmp_path, caplog):
     label, expected = all_colours_label()
-    write_camvid_colour(tmp_path, {"train": ["0001TP_006690", "0001TP_006720"]},
-                        labels={"0001TP_006690": label, "0001TP_006720": label})
+    write_tiny_camvid(tmp_path, {"train": ["0001TP_006690", "0001TP_006720"]},
+                      labels={"0001TP_006690": label, "0001TP_006720": label})
     ds = build_dataset("camvid", tmp_path, "train")
     with caplog.at_level(logging.WARNING):
         item = ds[0]
@@ -50,7 +49,7 @@ def test_every_camvid_colour_lands_on_its_class(tmp_path, caplog):
 @pytest.mark.parametrize("variant", ["class_11 column", "label_colors.txt", "built-in table"])
 def test_colour_table_variants(tmp_path, variant):
     label, expected = all_colours_label()
-    write_camvid_colour(tmp_path, {"test": ["Seq05VD_f00000"]}, labels={"Seq05VD_f00000": label})
+    write_tiny_camvid(tmp_path, {"test": ["Seq05VD_f00000"]}, labels={"Seq05VD_f00000": label})
     if variant == "class_11 column":
         write_class_dict(tmp_path, extra_column=True)
     else:
@@ -62,7 +61,7 @@ def test_colour_table_variants(tmp_path, variant):
 
 
 def test_class_dict_errors_name_the_line(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["a"]})
+    write_tiny_camvid(tmp_path, {"train": ["a"]})
     (tmp_path / "class_dict.csv").write_text("name,r,g,b\nRoad,128,64,notanumber\n")
     with pytest.raises(DatasetFormatError, match=r"class_dict.csv, line 2"):
         build_dataset("camvid", tmp_path, "train")
@@ -70,8 +69,8 @@ def test_class_dict_errors_name_the_line(tmp_path):
 
 def test_names_in_sequence_then_frame_order_and_splits_combine(tmp_path):
     train = ["Seq05VD_f00030", "0016E5_07959", "0001TP_006720", "0006R0_f02400", "0001TP_006690"]
-    write_camvid_colour(tmp_path,
-                        {"train": train, "val": ["0016E5_f900", "0016E5_f1000"], "test": ["x"]})
+    write_tiny_camvid(tmp_path,
+                      {"train": train, "val": ["0016E5_f900", "0016E5_f1000"], "test": ["x"]})
     ds = build_dataset("camvid", tmp_path, "train")
     assert ds.names == ["0001TP_006690", "0001TP_006720", "0006R0_f02400", "0016E5_07959",
                         "Seq05VD_f00030"]
@@ -82,7 +81,7 @@ def test_names_in_sequence_then_frame_order_and_splits_combine(tmp_path):
 
 
 def test_missing_and_extra_files_are_named(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["0001TP_006690", "0001TP_006720", "0001TP_006750"]})
+    write_tiny_camvid(tmp_path, {"train": ["0001TP_006690", "0001TP_006720", "0001TP_006750"]})
     (tmp_path / "train_labels" / "0001TP_006720_L.png").unlink()
     save_rgb(tmp_path / "train_labels" / "0006R0_f00930_L.png", np.zeros((12, 16, 3), np.uint8))
     with pytest.raises(DatasetFormatError) as err:
@@ -94,14 +93,14 @@ def test_missing_and_extra_files_are_named(tmp_path):
 
 
 def test_label_without_L_suffix_is_named(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["a"]})
+    write_tiny_camvid(tmp_path, {"train": ["a"]})
     (tmp_path / "train_labels" / "a_L.png").rename(tmp_path / "train_labels" / "a.png")
     with pytest.raises(DatasetFormatError, match=r"a\.png is not named <image name>_L\.png"):
         build_dataset("camvid", tmp_path, "train")
 
 
 def test_size_mismatch_names_both_files(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["a"]})
+    write_tiny_camvid(tmp_path, {"train": ["a"]})
     save_rgb(tmp_path / "train_labels" / "a_L.png", np.zeros((5, 5, 3), np.uint8))
     with pytest.raises(DatasetFormatError, match=r"a_L\.png is 5x5 but image .*a\.png is 16x12"):
         build_dataset("camvid", tmp_path, "train")[0]
@@ -111,8 +110,8 @@ def test_segnet_layout_maps_every_value(tmp_path):
     # SegNet ids 0 Sky ... 11 Unlabelled, plus two values outside the table.
     label = np.array([[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12, 255]], np.uint8)
     expected = np.array([[9, 1, 3, 6, 7, 10, 8], [4, 2, 5, 0, 11, 11, 11]], np.uint8)
-    write_camvid_segnet(tmp_path, {"test": ["0001TP_008550"], "train": ["0006R0_f01000"]},
-                        labels={"0001TP_008550": label})
+    write_tiny_camvid(tmp_path, {"test": ["0001TP_008550"], "train": ["0006R0_f01000"]},
+                      labels={"0001TP_008550": label}, layout="segnet")
     ds = build_dataset("camvid_segnet", tmp_path, "test")
     np.testing.assert_array_equal(ds[0]["label"], expected)
     assert ds.unknown_pixels == 2
@@ -121,8 +120,8 @@ def test_segnet_layout_maps_every_value(tmp_path):
 
 def test_wrong_layout_says_which_layout_it_looks_like(tmp_path):
     segnet, colour = tmp_path / "segnet", tmp_path / "colour"
-    write_camvid_segnet(segnet, {"train": ["a"]})
-    write_camvid_colour(colour, {"train": ["a"]})
+    write_tiny_camvid(segnet, {"train": ["a"]}, layout="segnet")
+    write_tiny_camvid(colour, {"train": ["a"]})
     with pytest.raises(DatasetFormatError, match="looks like the 'camvid_segnet' layout"):
         build_dataset("camvid", segnet, "train")
     with pytest.raises(DatasetFormatError, match="looks like the 'camvid' layout"):
@@ -132,7 +131,7 @@ def test_wrong_layout_says_which_layout_it_looks_like(tmp_path):
 
 
 def test_unlabelled_target_needs_no_labels(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["a", "b"]})
+    write_tiny_camvid(tmp_path, {"train": ["a", "b"]})
     for p in (tmp_path / "train_labels").iterdir():
         p.unlink()
     (tmp_path / "train_labels").rmdir()
@@ -142,7 +141,7 @@ def test_unlabelled_target_needs_no_labels(tmp_path):
 
 
 def test_transform_gives_normalised_tensors(tmp_path):
-    write_camvid_colour(tmp_path, {"val": ["a"]}, h=24, w=32)
+    write_tiny_camvid(tmp_path, {"val": ["a"]}, size=(24, 32))
     data = DataConfig(crop_size=[16, 16], eval_size=[12, 16])
     tf = build_transforms(AugmentationConfig(), data, train=False, normalisation=IMAGENET)
     item = build_dataset("camvid", tmp_path, "val", transform=tf)[0]

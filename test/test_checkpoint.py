@@ -8,16 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.fixtures import tiny_config
 from uda_seg_core.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from uda_seg_core.config import Config
 from uda_seg_core.labels import CLASS_NAMES
 from uda_seg_core.models import fit_to_state_dict, load_model
-
-
-def tiny_config(backbone="resnet18"):
-    cfg = Config()
-    cfg.model.backbone = backbone
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def test_round_trip_rebuilds_the_model_alone(tmp_path, model):
 def test_wrong_backbone_or_class_count_names_both(tmp_path, model):
     path = save_checkpoint(tmp_path / "m.pt", model, tiny_config())
     with pytest.raises(CheckpointError, match=r"backbone='resnet18'.*backbone='resnet101'"):
-        load_model(path, expect=tiny_config("resnet101").model)
+        load_model(path, expect=tiny_config(**{"model.backbone": "resnet101"}).model)
     expect = tiny_config().model
     expect.num_classes = 19
     with pytest.raises(CheckpointError, match=r"num_classes=12.*num_classes=19"):
@@ -151,7 +146,7 @@ def test_checkpoint_config_takes_the_stored_config_and_normalisation():
     from uda_seg_core.checkpoint import checkpoint_config
     from uda_seg_core.config import to_dict
 
-    cfg = tiny_config("resnet34")
+    cfg = tiny_config(**{"model.backbone": "resnet34"})
     stored = checkpoint_config({"config": to_dict(cfg), "mean": [0.1, 0.2, 0.3],
                                 "std": [0.4, 0.5, 0.6]})
     assert stored.model.backbone == "resnet34"

@@ -6,8 +6,8 @@ import typing
 
 import pytest
 import torch
-from train_helpers import tiny_overrides, write_domains
 
+from helpers.fixtures import tiny_overrides, write_domains
 from uda_seg_core import config as C
 from uda_seg_core.cli import main
 from uda_seg_core.data import DATASETS, FORMAT_CHOICES

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import torch.distributed as dist
-from train_helpers import tiny_overrides, write_domains
 
+from helpers.fixtures import tiny_overrides, write_domains
 from uda_seg_core.checkpoint import load_checkpoint
 
 

@@ -7,8 +7,8 @@ import cv2
 import torch
 import torch.nn.functional as F
 from torch import nn
-from train_helpers import write_domains
 
+from helpers.fixtures import write_domains
 from uda_seg_core.cli import main
 from uda_seg_core.labels import NUM_CLASSES
 from uda_seg_core.metrics import evaluate_model

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from train_helpers import write_domains
 
+from helpers.fixtures import write_domains
 from uda_seg_core.cli import main
 from uda_seg_core.inference import Segmenter, SegmenterError, resolve_backend
 from uda_seg_core.inference.onnx_backend import (

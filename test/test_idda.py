@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 import pytest
-from data_fixtures import CLASSES, write_camvid_colour, write_idda
 
+from helpers.fixtures import CLASSES, write_idda, write_tiny_camvid
 from uda_seg_core.data import DatasetFormatError, build_dataset
 
 # DESIGN.md: IDDA id -> class; every other id (and any value >= 27) is Background.
@@ -103,6 +103,6 @@ def test_split_lists(tmp_path):
 
 
 def test_not_an_idda_folder_says_what_it_is(tmp_path):
-    write_camvid_colour(tmp_path, {"train": ["a"]})
+    write_tiny_camvid(tmp_path, {"train": ["a"]})
     with pytest.raises(DatasetFormatError, match="looks like the 'camvid' layout"):
         build_dataset("idda", tmp_path, "all")

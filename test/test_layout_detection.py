@@ -6,9 +6,8 @@ import json
 import shutil
 
 import pytest
-from data_fixtures import write_camvid_colour, write_camvid_segnet, write_idda
-from train_helpers import tiny_overrides, write_domains
 
+from helpers.fixtures import tiny_overrides, write_domains, write_idda, write_tiny_camvid
 from uda_seg_core.cli import main
 from uda_seg_core.data import DatasetFormatError, build_dataset, resolve_format
 
@@ -18,9 +17,9 @@ def test_auto_reads_each_layout_off_the_folder(tmp_path, layout):
     """Bug guarded: `build_dataset('camvid', <SegNet folder>)` used to fail with 'use format
     camvid_segnet' although the loader knew the layout."""
     if layout == "camvid":
-        write_camvid_colour(tmp_path, {"val": ["0016E5_001", "0016E5_002"]})
+        write_tiny_camvid(tmp_path, {"val": ["0016E5_001", "0016E5_002"]})
     elif layout == "camvid_segnet":
-        write_camvid_segnet(tmp_path, {"val": ["0016E5_001", "0016E5_002"]})
+        write_tiny_camvid(tmp_path, {"val": ["0016E5_001", "0016E5_002"]}, layout="segnet")
     else:
         write_idda(tmp_path, ["a", "b"])
     assert resolve_format("auto", tmp_path) == layout
@@ -31,8 +30,8 @@ def test_auto_reads_each_layout_off_the_folder(tmp_path, layout):
 
 def test_ambiguous_and_unknown_folders_list_what_was_found(tmp_path):
     both = tmp_path / "both"
-    write_camvid_colour(both, {"train": ["a"]})
-    write_camvid_segnet(both, {"val": ["b"]})
+    write_tiny_camvid(both, {"train": ["a"]})
+    write_tiny_camvid(both, {"val": ["b"]}, layout="segnet")
     with pytest.raises(DatasetFormatError, match="ambiguous.*camvid_segnet and camvid.*valannot/"):
         resolve_format("auto", both)
     other = tmp_path / "other"
@@ -45,7 +44,8 @@ def test_ambiguous_and_unknown_folders_list_what_was_found(tmp_path):
 
 
 def test_sequences_keep_only_their_frames_and_name_what_exists(tmp_path):
-    write_camvid_segnet(tmp_path, {"train": ["0001TP_1", "0006R0_1", "0006R0_2", "0016E5_1"]})
+    write_tiny_camvid(tmp_path, {"train": ["0001TP_1", "0006R0_1", "0006R0_2", "0016E5_1"]},
+                      layout="segnet")
     held_out = build_dataset("auto", tmp_path, "train", sequences=["0006R0"])
     assert held_out.names == ["0006R0_1", "0006R0_2"]
     seen = build_dataset("auto", tmp_path, "train", sequences=["0001TP", "0016E5"], limit=1)

@@ -22,9 +22,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import Image
 
+from helpers.ros import NodeProcess, RosClient, wait_for
 from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
 from uda_seg_ros.diagnostics import status_values
 

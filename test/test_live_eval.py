@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from bag_helpers import write_tiny_camvid
-from ros_helpers import NodeProcess, ros_env, wait_for
 
+from helpers.fixtures import blocks, camvid_names, write_tiny_camvid
+from helpers.ros import NodeProcess, ros_env, wait_for
 from uda_seg_core.metrics import ConfusionMatrix
 from uda_seg_tools.live_eval import LiveEvaluation, merge_node_stats
 
@@ -123,7 +123,7 @@ def tiny_bag(tmp_path_factory):
     from uda_seg_tools.bag import write_camvid_bag
 
     root = tmp_path_factory.mktemp("live")
-    write_tiny_camvid(root / "camvid", n=5)
+    write_tiny_camvid(root / "camvid", {"test": camvid_names(5)}, size=(48, 64), frames=blocks)
     write_camvid_bag(root / "camvid", root / "bag", fps=20.0)
     return root
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import Image
 
+from helpers.ros import NodeProcess, RosClient, wait_for
 from uda_seg_core.inference import Segmenter
 from uda_seg_ros.conversions import image_to_numpy, numpy_to_image
 from uda_seg_ros.diagnostics import status_values

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
+from helpers.ros import NodeProcess, RosClient, wait_for
 from uda_seg_core.data import read_rgb
 from uda_seg_core.labels import PALETTE
 from uda_seg_ros.conversions import (

@@ -12,9 +12,9 @@ import signal
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient
 from sensor_msgs.msg import Image
 
+from helpers.ros import NodeProcess, RosClient
 from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import Config
 from uda_seg_core.inference import Segmenter

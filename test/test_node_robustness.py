@@ -20,9 +20,9 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_helpers import NodeProcess, RosClient, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 
+from helpers.ros import NodeProcess, RosClient, wait_for
 from uda_seg_ros.conversions import numpy_to_image, rgb_to_compressed
 from uda_seg_tools.ros_domain import claim_domain_id, configure_this_process
 

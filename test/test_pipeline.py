@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 import pytest
-from ros_helpers import wait_for
 
+from helpers.ros import wait_for
 from uda_seg_ros.pipeline import FramePipeline, LatestFrame, LatestFrames
 
 

@@ -11,8 +11,8 @@ import signal
 import sys
 
 import pytest
-from ros_helpers import NodeProcess
 
+from helpers.ros import NodeProcess
 from uda_seg_ros.process import (
     StartInterrupted,
     StopSignals,

@@ -30,7 +30,10 @@ from pathlib import Path
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from launch_helpers import (
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from helpers.launching import (
     IMAGE_H,
     IMAGE_W,
     LAUNCH_FILE,
@@ -43,10 +46,7 @@ from launch_helpers import (
     mask_for,
     ros2_launch,
 )
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import RosClient, wait_for
-from rosgraph_msgs.msg import Clock
-
+from helpers.ros import RosClient, wait_for
 from uda_seg_ros.diagnostics import status_values
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from launch_helpers import (
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from helpers.launching import (
     LaunchProcess,
     call_service,
     frame,
@@ -26,11 +31,7 @@ from launch_helpers import (
     mask_for,
     ros2_launch,
 )
-from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
-from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import RosClient, wait_for
-from sensor_msgs.msg import Image
+from helpers.ros import RosClient, wait_for
 
 NET_H, NET_W = 48, 64
 START_TIMEOUT_S = 240.0  # two torch processes on a loaded 2-core machine

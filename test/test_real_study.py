@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 import yaml
-from data_fixtures import write_camvid_segnet, write_idda
 
+from helpers.fixtures import write_idda, write_tiny_camvid
 from uda_seg_core.cli import main
 from uda_seg_core.config import load_config
 from uda_seg_core.runtime import DistInfo
@@ -22,9 +22,9 @@ DRIVES = {"0001TP": 2, "0006R0": 3, "0016E5": 2}
 @pytest.fixture
 def study_data(tmp_path):
     train = [f"{d}_{i:03d}" for d, n in DRIVES.items() for i in range(n)]
-    camvid = write_camvid_segnet(tmp_path / "camvid", {"train": train,
-                                                       "val": ["0016E5_900", "0016E5_901"]},
-                                 h=48, w=64)
+    camvid = write_tiny_camvid(tmp_path / "camvid", {"train": train,
+                                                     "val": ["0016E5_900", "0016E5_901"]},
+                               size=(48, 64), layout="segnet")
     sim = write_idda(tmp_path / "sim", [f"sim_{i}" for i in range(4)], h=48, w=64)
     profile = tmp_path / "profile.yaml"
     profile.write_text(yaml.safe_dump({

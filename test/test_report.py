@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from helpers.fixtures import bands, write_tiny_camvid
 from uda_seg_core.config import Config, dump_config, load_config
 from uda_seg_core.study.report import (
     build_report,
@@ -190,15 +191,8 @@ def test_qualitative_figure_from_checkpoints(tmp_path):
     from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.models import build_segmentation_model
 
-    data = tmp_path / "camvid"
-    (data / "test").mkdir(parents=True)
-    (data / "test_labels").mkdir()
-    label = np.zeros((64, 96, 3), np.uint8)
-    label[:32] = (128, 128, 128)  # Sky
-    label[32:] = (128, 64, 128)  # Road
-    for i in range(3):
-        cv2.imwrite(str(data / "test" / f"f{i}.png"), label[..., ::-1])
-        cv2.imwrite(str(data / "test_labels" / f"f{i}_L.png"), label[..., ::-1])
+    data = write_tiny_camvid(tmp_path / "camvid", {"test": ["f0", "f1", "f2"]}, size=(64, 96),
+                             frames=bands([(128, 128, 128), (128, 64, 128)]))  # Sky, Road
     root = tmp_path / "runs"
     for name in ("source_only", "table1_fcd", "table2_incremental_pruning"):
         run = write_run(root, name, "adapt", 0.5, 0.3, data__target_root=str(data))

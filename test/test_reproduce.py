@@ -144,8 +144,7 @@ def test_unknown_experiment_is_an_error(tmp_path):
 
 def test_reproduce_end_to_end_on_tiny_data_then_skips_what_is_done(tmp_path, monkeypatch, capsys):
     """Two rows, the sweep and the report on tiny data; a second call trains nothing."""
-    from train_helpers import write_domains
-
+    from helpers.fixtures import write_domains
     from uda_seg_core.cli import main
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the subprocesses: no spinning thread pools

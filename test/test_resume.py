@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from resume_probe import StepProbe
-from train_helpers import tiny_overrides
 
+from helpers import ROOT
+from helpers.fixtures import tiny_overrides
+from helpers.resume_probe import StepProbe
 from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.commands.train import run_command
 from uda_seg_core.config import Config
@@ -33,7 +34,7 @@ from uda_seg_core.train.resume import restore, resumable_state
 from uda_seg_core.train.schedules import poly_scheduler
 from uda_seg_core.train.trainer import LoopState, Trainer
 
-HERE = Path(__file__).resolve().parent
+PROBE = ROOT / "test" / "helpers" / "resume_probe.py"  # run as a script
 
 
 def args(overrides=(), resume=None, stop_at=None) -> argparse.Namespace:
@@ -130,7 +131,7 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path, tiny_domains):
         "train.val_every": 100})
     run_dir = tmp_path / "runs" / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(HERE / "resume_probe.py"), str(done), "adapt",
+    proc = subprocess.run([sys.executable, str(PROBE), str(done), "adapt",
                            *overrides], env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from train_helpers import tiny_config, write_domains
 
+from helpers.fixtures import tiny_config, write_domains
 from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
+from helpers.fixtures import bands, write_tiny_camvid
 from uda_seg_core.config import IMAGENET, Config
 from uda_seg_core.optimize.sweep import (
     CSV_COLUMNS,
@@ -23,31 +22,15 @@ from uda_seg_core.optimize.sweep import (
 COLOURS = [(128, 128, 128), (128, 0, 0), (128, 64, 128), (128, 128, 0)]
 
 
-def write_tiny_camvid(root: Path, n: int = 2, size: tuple[int, int] = (64, 96)) -> Path:
-    """A CamVid colour-layout test split: horizontal bands of sky, building, tree, road."""
-    rng = np.random.default_rng(0)
-    h, w = size
-    (root / "test").mkdir(parents=True)
-    (root / "test_labels").mkdir()
-    for i in range(n):
-        label = np.zeros((h, w, 3), np.uint8)
-        bands = np.array_split(np.arange(h), len(COLOURS))
-        for rows, colour in zip(bands, COLOURS):
-            label[rows] = colour
-        image = np.clip(label.astype(np.int16) + rng.integers(-20, 20, label.shape), 0,
-                        255).astype(np.uint8)
-        cv2.imwrite(str(root / "test" / f"seq_{i:03d}.png"), image[..., ::-1])
-        cv2.imwrite(str(root / "test_labels" / f"seq_{i:03d}_L.png"), label[..., ::-1])
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from uda_seg_core.checkpoint import save_checkpoint
     from uda_seg_core.models import build_segmentation_model
 
     root = tmp_path_factory.mktemp("sweep")
-    data = write_tiny_camvid(root / "camvid")
+    # A test split of horizontal bands of sky, building, road, tree, with noise.
+    data = write_tiny_camvid(root / "camvid", {"test": ["seq_000", "seq_001"]}, size=(64, 96),
+                             frames=bands(COLOURS, noise=20))
     cfg = Config()
     torch.manual_seed(0)
     model = build_segmentation_model(cfg.model)

@@ -8,8 +8,8 @@ import re
 import cv2
 import numpy as np
 import pytest
-from data_fixtures import CAMVID_CLASS_DICT, write_camvid_colour
 
+from helpers.fixtures import CAMVID_CLASS_DICT, write_tiny_camvid
 from uda_seg_core.cli import main
 from uda_seg_core.data import build_dataset
 from uda_seg_core.data.preview import TILE_HEIGHT, channel_stats, make_preview
@@ -126,7 +126,7 @@ def test_cli_make_synthetic_and_preview(tmp_path, capsys):
 
 
 def test_preview_detects_a_camvid_root(tmp_path):
-    write_camvid_colour(tmp_path / "cv", {"train": ["a", "b", "c"], "test": ["d"]}, h=24, w=32)
+    write_tiny_camvid(tmp_path / "cv", {"train": ["a", "b", "c"], "test": ["d"]}, size=(24, 32))
     grid = cv2.imread(str(make_preview(tmp_path / "cv", tmp_path / "p.png", n=3)))
     assert grid.shape[0] == 3 * (TILE_HEIGHT + 2)
 

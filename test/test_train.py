@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import Dataset
-from train_helpers import tiny_overrides, write_domains
 
+from helpers.fixtures import tiny_overrides, write_domains
 from uda_seg_core.cli import main
 from uda_seg_core.config import Config, ConfigError, load_config
 from uda_seg_core.models import BiSeNet, build_segmentation_model, load_model

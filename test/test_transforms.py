@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_fixtures import write_camvid_colour
 from torch.utils.data import DataLoader
 
+from helpers.fixtures import write_tiny_camvid
 from uda_seg_core.config import IMAGENET, AugmentationConfig, DataConfig, load_config
 from uda_seg_core.data import build_dataset, seed_worker, set_epoch
 from uda_seg_core.data.transforms import build_transforms as _build_transforms
@@ -138,7 +138,7 @@ def test_seeded_per_sample_and_epoch():
 
 
 def test_dataloader_workers_do_not_change_the_augmentation(tmp_path):
-    write_camvid_colour(tmp_path, {"train": [f"0001TP_{i:06d}" for i in range(6)]}, h=20, w=24)
+    write_tiny_camvid(tmp_path, {"train": [f"0001TP_{i:06d}" for i in range(6)]}, size=(20, 24))
     aug = AugmentationConfig(scales=[0.75, 1.25], noise_std=[5, 10], multiply=[0.8, 1.2])
     tf = build_transforms(aug, DataConfig(crop_size=[16, 16]), train=True, seed=11)
     ds = build_dataset("camvid", tmp_path, "train", transform=tf)

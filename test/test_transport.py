@@ -10,9 +10,9 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from bag_helpers import write_tiny_camvid
-from ros_helpers import RosClient, ros_env, wait_for
 
+from helpers.fixtures import blocks, camvid_names, write_tiny_camvid
+from helpers.ros import RosClient, ros_env, wait_for
 from uda_seg_ros.transport import (
     OPT_OUT,
     PROFILE,
@@ -71,7 +71,8 @@ def full_size_bag(tmp_path_factory):
     from uda_seg_tools.bag import write_camvid_bag
 
     root = tmp_path_factory.mktemp("full_size")
-    write_tiny_camvid(root / "camvid", n=30, height=360, width=480)
+    write_tiny_camvid(root / "camvid", {"test": camvid_names(30)}, size=(360, 480),
+                      frames=blocks)
     write_camvid_bag(root / "camvid", root / "bag", fps=30.0)
     return root / "bag"
 

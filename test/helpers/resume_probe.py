@@ -11,7 +11,7 @@ weights come out right.
 As a script it is a training run that kill -9s itself at the start of step N + 1, i.e.
 with exactly N iterations done (and `last.pt` as the loop left it):
 
-    python test/resume_probe.py N adapt KEY=VALUE ...
+    python test/helpers/resume_probe.py N adapt KEY=VALUE ...
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ a temporary folder, with osrf-pycommon and lark from the index and a stub for
 `composition_interfaces`. The conftest's session fixture `launch_site` does that once per
 test session and skips with "../shared/ros2-jazzy absent" on a clone without it.
 
-- `launch_env(site, install, extra)`: a ROS child environment (ros_helpers.ros_env) as
+- `launch_env(site, install, extra)`: a ROS child environment (helpers.ros.ros_env) as
   `source install/setup.bash` would leave it, plus the launch site on PYTHONPATH;
 - `ros2_launch(*args)`: argv of `ros2 launch` (ros2cli's entry point);
 - `LaunchProcess`: a launch in its own process group with stdin from /dev/null
@@ -27,9 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ros_helpers import NodeProcess, ros_env
+from helpers import ROOT
+from helpers.ros import NodeProcess, ros_env
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "ros2-jazzy"
 ABSENT = (f"../shared/ros2-jazzy absent ({SHARED}): the upstream launch / launch_ros / "
           f"ros2launch sources the real-launch tests install")

@@ -2,7 +2,7 @@
 (no ros2cli): used by test_real_launch.py, which needs its own process for it because a
 LaunchService only runs in a main thread.
 
-    python test/launch_service_probe.py launch/segment.launch.py name:=value ...
+    python test/helpers/launch_service_probe.py launch/segment.launch.py name:=value ...
 
 Exits with LaunchService.run()'s status. Interactive (the default): on SIGINT launch
 assumes the terminal already sent it to the whole group and does not forward it.
