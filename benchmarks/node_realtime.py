@@ -48,7 +48,7 @@ from uda_seg_core.reporting import (
     markdown_table,
 )
 from uda_seg_tools.bag import IMAGE_TOPIC
-from uda_seg_tools.demo import MODEL_OWN_SIZE, bag_cli, bag_frame_size, live_run, run_step
+from uda_seg_tools.demo_processes import MODEL_OWN_SIZE, bag_cli, bag_frame_size, live_run, run_step
 from uda_seg_tools.ros_domain import child_environment, claim_domain_id
 
 LRASPP = "LRASPP-MobileNetV3-L INT8 (random weights)"

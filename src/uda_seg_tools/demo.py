@@ -51,65 +51,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rosbags.rosbag2 import Reader
-
 from uda_seg_core.checkpoint import save_checkpoint
 from uda_seg_core.config import from_dict
-from uda_seg_core.data import DatasetFormatError, build_dataset, has_split, resolve_format
+from uda_seg_core.data import build_dataset
 from uda_seg_core.models import load_model
 from uda_seg_core.pruning import prune_permanently
-from uda_seg_core.stages import StageError, Stages
-from uda_seg_tools.bag import IMAGE_TOPIC, typestore
-from uda_seg_tools.live_eval import merge_node_stats
+from uda_seg_core.stages import Stages
+from uda_seg_tools.demo_processes import (
+    DemoError,
+    bag_cli,
+    bag_frame_size,
+    cli,
+    live_run,
+    run_step,
+)
+from uda_seg_tools.demo_settings import (
+    DemoSettings,
+    check_camvid,
+    choose_threads,
+    target_root,
+    training_overrides,
+)
 from uda_seg_tools.ros_domain import NoFreeDomain, child_environment, claim_domain_id
 
-MASK_TOPIC = "segmentation/class_mask"
 STAGE_COUNT = 9
 DEPLOYED = "deployed (uda-seg deploy)"
-
-
-@dataclass
-class DemoSettings:
-    out: str = "runs/demo"
-    seed: int = 0
-    size: str = "120x160"  # H x W of both domains (CamVid-style 4:3)
-    num_source: int = 200
-    num_target: int = 100  # 60/20/20 train/val/test
-    iters: int = 300  # source-only training iterations (batch 4)
-    adapt_iters: int = 300  # adaptation iterations (one source + one target batch each)
-    batch_size: int = 4
-    unstructured: float = 0.3  # global L1 sparsity of the post-training unstructured pruning
-    deploy_ratios: str = "0.2,0.4"  # channel-pruning ratios `uda-seg deploy` tries
-    finetune_iters: int = 60  # distillation iterations after each cut, in deploy
-    max_loss: float = 1.0  # mIoU points the deployed model may lose against the adapted one
-    calibration_frames: int = 16
-    bn_batches: int = 25  # target batches deploy re-estimates BatchNorm on after each cut
-    deploy_repeats: int = 20  # deploy's timed runs per candidate
-    # What the node serves: 'deployed' (deploy/model.onnx, the fastest within the budget) or
-    # 'unstructured' (the paper's adapted + optimised model: eager PyTorch, no faster).
-    serve: str = "deployed"
-    compare: bool = True  # also run the 30 fps bag through the paper's model, for contrast
-    fps: float = 30.0
-    realtime: bool = True
-    threads: int = 0  # torch/OpenMP threads per child process; 0 = auto (see choose_threads)
-    camvid: str = ""  # a real CamVid folder as the target and the bag ('' = synthetic)
-    camvid_split: str = ""  # the bag's split of --camvid ('' = test if present, else val)
-
-    @property
-    def hw(self) -> tuple[int, int]:
-        h, w = (int(v) for v in self.size.lower().split("x"))
-        return h, w
-
-
-# A stage that failed; the message names it and where its log is.
-DemoError = StageError
 
 
 class Progress:
@@ -126,89 +97,6 @@ class Progress:
         self.times[name] = round(time.monotonic() - since, 1)
         print(f"    {name} done in {self.times[name]:.0f} s{'; ' + note if note else ''}",
               flush=True)
-
-
-def run_step(argv: list[str], what: str, log: Path | None = None, env=None) -> None:
-    """Run one command; its output streams through (or into `log`); failure stops the demo."""
-    print("    $ " + " ".join(argv[2:] if argv[:2] == [sys.executable, "-m"] else argv), flush=True)
-    if log is None:
-        rc = subprocess.call(argv, env=env)
-    else:
-        with open(log, "wb") as fh:
-            rc = subprocess.call(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    if rc != 0:
-        tail = ""
-        if log is not None and log.is_file():
-            tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise DemoError(f"{what} failed (exit {rc}){' - log: ' + str(log) if log else ''}{tail}")
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "uda_seg_core.cli", *args]
-
-
-def bag_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "uda_seg_tools.bag_cli", *args]
-
-
-def choose_threads(requested: int) -> int:
-    """Threads per process: `requested` if > 0; else 1 when the load average shows other
-    jobs on the cores, and 0 (torch's default, all cores) on an idle machine.
-
-    OpenMP threads of several processes on the same few cores spin against each other:
-    here, under a load of 8 on 2 cores, a training iteration took 8 s with 2 threads and
-    1.3 s with 1.
-    """
-    if requested > 0:
-        return requested
-    try:
-        busy = os.getloadavg()[0] >= 1.0
-    except OSError:
-        busy = False
-    return 1 if busy else 0
-
-
-def training_overrides(s: DemoSettings, out: Path, run_name: str, iters: int) -> list[str]:
-    h, w = s.hw
-    target = target_root(s, out)
-    values = {
-        "model.backbone": "resnet18", "model.pretrained": "''",  # random init: nothing to download
-        "data.source_format": "idda", "data.source_root": str(out / "data" / "idda"),
-        "data.target_format": "auto" if s.camvid else "camvid", "data.target_root": str(target),
-        "data.crop_size": f"[{h},{w}]", "data.num_workers": 0,
-        "train.batch_size": s.batch_size, "train.max_iters": iters, "train.seed": s.seed,
-        "train.device": "cpu", "train.val_every": max(1, iters // 3),
-        "train.checkpoint_every": iters, "train.out_dir": str(out / "runs"),
-        "train.run_name": run_name, "inference.input_size": f"[{h},{w}]",
-    }
-    if s.camvid:  # real frames are resized to the network size, as the sim frames are made
-        values["data.eval_size"] = f"[{h},{w}]"
-    return [f"{k}={v}" for k, v in values.items()]
-
-
-def target_root(s: DemoSettings, out: Path) -> Path:
-    """The target domain's CamVid-format folder: --camvid (read in place), else the
-    synthetic real-style frames."""
-    return Path(s.camvid).resolve() if s.camvid else out / "data" / "camvid"
-
-
-def check_camvid(s: DemoSettings) -> str:
-    """Before any work: --camvid must be a CamVid folder (either layout) with the labelled val
-    split training selects on and deploy measures on, and the bag's split; returns that split."""
-    root = Path(s.camvid)
-    try:
-        fmt = resolve_format("auto", root)
-    except DatasetFormatError as exc:
-        raise DemoError(f"--camvid: {exc}") from None
-    if fmt not in ("camvid", "camvid_segnet"):
-        raise DemoError(f"--camvid {root}: looks like '{fmt}', not a CamVid folder")
-    split = s.camvid_split or ("test" if has_split(fmt, root, "test") else "val")
-    for needed, why in (("train", "the unlabelled target frames"),
-                        ("val", "model selection and deploy's measurements"),
-                        (split, "the bag and the live evaluation")):
-        if not has_split(fmt, root, needed):
-            raise DemoError(f"--camvid {root}: no labelled '{needed}' split ({why} need it)")
-    return split
 
 
 def prune_unstructured(checkpoint: Path, out: Path, amount: float) -> dict:
@@ -228,94 +116,6 @@ def evaluate_offline(checkpoint: Path, data: Path, split: str, out: Path,
                  split, *size, "--device", "cpu", "--out", str(out)),
              f"uda-seg evaluate {checkpoint}", log=out.with_suffix(".log"))
     return json.loads((out / "metrics.json").read_text())
-
-
-# ------------------------------------------------------------------ live (ROS 2) stages
-
-def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and text in path.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            raise DemoError(f"the node exited ({proc.returncode}) before it was ready - log: "
-                            f"{path}\n"
-                            + path.read_text(errors="replace")[-2000:])
-        time.sleep(0.2)
-    raise DemoError(f"the node was not ready after {timeout:g} s - log: {path}")
-
-
-def bag_frame_size(bag: Path) -> tuple[int, int]:
-    """(H, W) of the bag's images: the node runs at exactly this size, so nothing is resampled
-    (make-synthetic writes CamVid-style frames at 4:3, which need not be --size)."""
-    store = typestore()
-    with Reader(bag) as reader:
-        conns = [c for c in reader.connections if c.topic == IMAGE_TOPIC]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            return int(msg.height), int(msg.width)
-    raise DemoError(f"{bag} holds no {IMAGE_TOPIC} message")
-
-
-MODEL_OWN_SIZE = (0, 0)  # live_run's size for "the node's default: the model's own"
-
-
-def live_run(name: str, model: Path, bag: Path, frames: int, out: Path, env: dict,
-             paced: bool, size: tuple[int, int] | None = None) -> dict:
-    """Node + evaluator + player; returns the evaluator's result with the node's stats. The
-    node runs at `size` (H, W; default: the bag's frame size, so nothing is resampled;
-    MODEL_OWN_SIZE: the size the model file records, as the node does with no flags)."""
-    h, w = size or bag_frame_size(bag)
-    live = out / "live"
-    live.mkdir(parents=True, exist_ok=True)
-    stats, result_path = live / f"{name}_node_stats.json", live / f"{name}.json"
-    for path in (stats, result_path):
-        path.unlink(missing_ok=True)
-    node_log = live / f"{name}_node.log"
-    node_argv = [sys.executable, "-m", "uda_seg_ros.segmentation_node", "--ros-args",
-                 "-p", f"model_path:={model}", "-p", "device:=cpu",
-                 "-p", f"input_width:={w}", "-p", f"input_height:={h}",
-                 "-p", f"input_qos:={'reliable' if paced else 'sensor_data'}",
-                 "-p", f"stats_file:={stats}", "-p", "stats_window:=100000",
-                 "-r", f"image:={IMAGE_TOPIC}"]
-    with open(node_log, "wb") as fh:
-        node = subprocess.Popen(node_argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    eval_log = live / f"{name}_evaluate.log"
-    evaluator = None
-    try:
-        wait_for_text(node_log, "ready", node, timeout=120)
-        shown = f"{w}x{h}" if (h, w) != MODEL_OWN_SIZE else "its own size"
-        print(f"    node ready ({model.name}, {shown}); evaluator and player starting", flush=True)
-        eval_argv = bag_cli("evaluate", "--expect", str(frames), "--timeout", "300",
-                            "--idle", "5", "--out", str(result_path))
-        with open(eval_log, "wb") as fh:
-            evaluator = subprocess.Popen(eval_argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        play_argv = bag_cli("play", str(bag), "--wait-subscribers", "60")
-        if paced:
-            play_argv += ["--pace-on", MASK_TOPIC]
-        run_step(play_argv, f"uda-seg-bag play ({name})", log=live / f"{name}_play.log", env=env)
-        print("    " + (live / f"{name}_play.log").read_text().strip().splitlines()[-1], flush=True)
-        try:
-            evaluator.wait(timeout=330)
-        except subprocess.TimeoutExpired:
-            evaluator.kill()
-            raise DemoError(f"the evaluator did not finish - log: {eval_log}") from None
-    finally:
-        if evaluator is not None and evaluator.poll() is None:
-            evaluator.send_signal(signal.SIGINT)
-            evaluator.wait(timeout=20)
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-    if not result_path.is_file():
-        raise DemoError(f"live evaluation ({name}) wrote no result - log: {eval_log}\n"
-                        + eval_log.read_text(errors="replace")[-2000:])
-    result = merge_node_stats(json.loads(result_path.read_text()), stats, wait_s=5.0)
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
-    return result
 
 
 # ------------------------------------------------------------------ the table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uda_seg_tools.demo import Stages
+from uda_seg_core.stages import StageError, Stages
 
 
 def test_a_stage_is_reused_only_with_the_same_settings_and_outputs(tmp_path):
@@ -35,9 +35,7 @@ def test_after_a_stage_reruns_every_later_stage_reruns(tmp_path):
 
 
 def test_a_stage_that_writes_nothing_fails_and_is_not_marked_done(tmp_path):
-    from uda_seg_tools.demo import DemoError
-
     stages = Stages(tmp_path, fresh=False)
-    with pytest.raises(DemoError, match="without writing"):
+    with pytest.raises(StageError, match="without writing"):
         stages.run("x", {}, [tmp_path / "never"], lambda: None)
     assert not (tmp_path / "stages" / "x.json").exists()

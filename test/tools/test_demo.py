@@ -10,7 +10,9 @@ import json
 
 import pytest
 
-from uda_seg_tools.demo import DemoSettings, Stages, build_parser, summary_table
+from uda_seg_core.stages import Stages
+from uda_seg_tools.demo import build_parser, summary_table
+from uda_seg_tools.demo_settings import DemoSettings
 
 
 def test_summary_table_has_offline_and_live_rows_with_latency_and_drops():
@@ -33,13 +35,6 @@ def test_defaults_parse_and_size_is_h_by_w():
     args = build_parser().parse_args(["--size", "90x120", "--iters", "5", "--no-realtime"])
     settings = DemoSettings(**{k: v for k, v in vars(args).items() if k != "fresh"})
     assert settings.hw == (90, 120) and settings.iters == 5 and settings.realtime is False
-
-
-def test_an_explicit_thread_count_wins_over_the_automatic_choice():
-    from uda_seg_tools.demo import choose_threads
-
-    assert choose_threads(3) == 3
-    assert choose_threads(0) in (0, 1)
 
 
 def test_the_deploy_stage_writes_model_onnx_for_the_node_and_is_reused(trained_model, tmp_path):
@@ -71,7 +66,8 @@ def test_the_deploy_stage_writes_model_onnx_for_the_node_and_is_reused(trained_m
 
 def test_a_camvid_folder_without_the_needed_splits_is_refused_before_any_work(tmp_path):
     """Mutant: --camvid checked only when training reaches it (minutes of work first)."""
-    from uda_seg_tools.demo import DemoError, run_demo
+    from uda_seg_tools.demo import run_demo
+    from uda_seg_tools.demo_processes import DemoError
 
     camvid = tmp_path / "camvid"
     for split in ("train", "train_labels"):
