@@ -82,6 +82,35 @@ def sequence_of(name: str) -> str:
     return name.split("_", 1)[0]
 
 
+def parse_sequence_part(spec: str) -> tuple[str, int, int]:
+    """'0001TP' -> ('0001TP', 1, 1): the whole sequence; '0001TP:2/3' -> the second of three
+    consecutive parts of its frames in time order (a drive split by time: adapt on one part,
+    evaluate on another that training never touched)."""
+    name, sep, part = spec.partition(":")
+    if not sep:
+        return spec, 1, 1
+    try:
+        k, n = (int(v) for v in part.split("/"))
+    except ValueError:
+        k = n = 0
+    if not (name and 1 <= k <= n):
+        raise DatasetFormatError(f"sequence {spec!r}: write NAME or NAME:K/N (part K of N in "
+                                 f"time order, 1 <= K <= N), e.g. 0001TP:1/2")
+    return name, k, n
+
+
+def select_sequences(names: Sequence[str], specs: Sequence[str]) -> list[str]:
+    """The frames of `names` that the sequence specs (`parse_sequence_part`) select, in
+    their given order. A part is cut from the sequence's frames in natural (time) order."""
+    chosen: set[str] = set()
+    for spec in specs:
+        sequence, k, n = parse_sequence_part(spec)
+        frames = sorted((f for f in names if sequence_of(f) == sequence), key=natural_key)
+        start, stop = (len(frames) * (k - 1)) // n, (len(frames) * k) // n
+        chosen.update(frames[start:stop])
+    return [f for f in names if f in chosen]
+
+
 class SegmentationDataset(Dataset):
     """Images paired with label files; subclasses say how a label maps to class ids.
 
@@ -108,15 +137,15 @@ class SegmentationDataset(Dataset):
         return len(self.names)
 
     def keep(self, sequences: Sequence[str] = (), limit: int = 0) -> None:
-        """Restrict to frames of `sequences` (if any), then to the first `limit` (if > 0)."""
+        """Restrict to frames of `sequences` (if any; NAME or NAME:K/N, `select_sequences`),
+        then to the first `limit` (if > 0)."""
         if sequences:
-            wanted = set(sequences)
-            names = [n for n in self.names if sequence_of(n) in wanted]
+            names = select_sequences(self.names, sequences)
             if not names:
                 present = sorted({sequence_of(n) for n in self.names})
                 raise DatasetFormatError(
-                    f"no frame of sequence(s) {', '.join(sorted(wanted))} in this {self.kind} "
-                    f"split; it holds: {', '.join(present)}")
+                    f"no frame of sequence(s) {', '.join(sorted(sequences))} in this "
+                    f"{self.kind} split; it holds: {', '.join(present)}")
             self.names = names
         if limit:
             self.names = self.names[:limit]
