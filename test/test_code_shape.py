@@ -5,10 +5,10 @@
 - In uda_seg_core a function-local import is only for an optional dependency (ONNX
   Runtime, matplotlib, tensorly-torch, TensorBoard) and says so in a comment: late imports
   of project modules hid the real dependency graph (117 of them hid three import cycles).
-  Two exceptions, documented where they are: the torch backend of the Segmenter loads its
-  model loader late, so that a node serving ONNX never imports torchvision; and the
-  inference package loads the Segmenter (torch) on first use, so that the ROS node checks
-  its parameters and installs its signal handlers before the long torch import.
+  One exception, documented where it is: the torch backend of the Segmenter loads its
+  model loader (torchvision, timm) late, when a checkpoint is served. (The Segmenter
+  itself imports its backends by name, with importlib: a node serving ONNX never imports
+  torch at all, README "Serving without torch".)
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_FUNCTION_LINES = 80
 OPTIONAL = ("onnxruntime", "matplotlib", "tltorch", "torch.utils.tensorboard")
 # (file, module) imported late for start-up time, with the reason beside it
-LATE_FOR_STARTUP = {("uda_seg_core/inference/segmenter.py", "uda_seg_core.models"),
-                    ("uda_seg_core/inference/__init__.py", "uda_seg_core.inference")}
+LATE_FOR_STARTUP = {("uda_seg_core/inference/torch_backend.py", "uda_seg_core.models")}
 
 
 def functions(tree: ast.AST):

@@ -48,8 +48,8 @@ from uda_seg_core.config import Config, parse_size
 from uda_seg_core.data import detect_format
 from uda_seg_core.evaluate import checkpoint_eval_split
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
-from uda_seg_core.inference.segmenter import BackendModule
 from uda_seg_core.inference.timing import interleaved, percentile, timed
+from uda_seg_core.inference.torch_backend import BackendModule
 from uda_seg_core.metrics import evaluate_model
 from uda_seg_core.models import ClassIds, build_segmentation_model, count_macs, load_model
 from uda_seg_core.optimize.export import (

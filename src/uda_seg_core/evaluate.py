@@ -24,7 +24,7 @@ from uda_seg_core.checkpoint import checkpoint_config, load_checkpoint
 from uda_seg_core.config import DataConfig, Normalisation, input_normalisation
 from uda_seg_core.data import eval_split, resolve_format
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
-from uda_seg_core.inference.segmenter import BackendModule
+from uda_seg_core.inference.torch_backend import BackendModule
 from uda_seg_core.metrics import evaluate_model, predict_ids
 from uda_seg_core.models import build_model_from_checkpoint
 from uda_seg_core.reporting import atomic_write_json, prediction_grid

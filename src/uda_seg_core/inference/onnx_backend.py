@@ -7,10 +7,14 @@
 
 Everything the caller needs to prepare frames comes from the file's metadata_props
 (class names, palette, normalisation; `backend.info`), so a .onnx loads with no extra
-flags. Importing this module registers two `Segmenter` backends: 'onnxruntime' (the
-default for .onnx files; CUDA execution provider on a 'cuda' device when this
-onnxruntime build has it, else the CPU) and 'tensorrt' (TensorRT, then CUDA, then CPU
-for the operators TensorRT does not take).
+flags. Needs numpy and onnxruntime, never torch. A pred-mode graph written by `uda-seg
+export` also outputs the logits its argmax reads (free unless fetched), from which
+`infer_with_confidence` computes each pixel's top-class probability; a logits-mode graph
+gives both; an older pred graph gives ids only (`has_confidence` False, and
+`confidence_note` says why). Importing this module registers two `Segmenter` backends:
+'onnxruntime' (the default for .onnx files; CUDA execution provider on a 'cuda' device,
+or on 'auto' when this onnxruntime build has it, else the CPU) and 'tensorrt' (TensorRT,
+then CUDA, then CPU for the operators TensorRT does not take).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
 from uda_seg_core.inference.segmenter import (
     ModelInfo,
     SegmenterError,
+    max_softmax,
     recorded_size,
     register_backend,
 )
@@ -34,11 +39,25 @@ from uda_seg_core.reporting import available_cores
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".onnx",)
+LOGITS_OUTPUT = "logits"  # the second output of a pred-mode graph (optimize/export.py)
+EXPORT_HINT = ("export the checkpoint with `uda-seg export --checkpoint CKPT --out model.onnx` "
+               "(or `uda-seg deploy`), which records class names, palette, normalisation and "
+               "input size in the file")
 SPIN_ENV = "UDA_SEG_ORT_SPIN"  # "1": let ONNX Runtime's worker threads spin between runs
 
 
 class OnnxBackendError(SegmenterError):
     """An ONNX file that cannot be served (missing, not a segmentation graph, bad input)."""
+
+
+def provider_device(providers: list) -> str:
+    """The device the first of `providers` runs on: 'cuda:N' / 'cuda' or 'cpu'."""
+    first = providers[0] if providers else "CPUExecutionProvider"
+    name, options = (first, {}) if isinstance(first, str) else first
+    if name in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        index = options.get("device_id", 0)
+        return f"cuda:{index}" if index else "cuda"
+    return "cpu"
 
 
 def choose_providers(device: str = "cpu", tensorrt: bool = False) -> list:
@@ -150,7 +169,6 @@ class OnnxRuntimeBackend:
                 f"in the precision it was exported with (use precision 'fp32', or export with "
                 f"--int8)"
             )
-        self.device = device
         self.threads = resolve_threads(threads)
         self.spinning = spinning_enabled()
         options = session_options(self.threads, self.spinning)
@@ -163,6 +181,7 @@ class OnnxRuntimeBackend:
                 f"{str(exc).splitlines()[0]}"
             ) from exc
         self.providers = self.session.get_providers()
+        self.device = provider_device(chosen)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -184,8 +203,10 @@ class OnnxRuntimeBackend:
         size = self.metadata.get("input_size") or self.fixed_size
         self.input_size = tuple(size) if size else None
         if "mean" not in self.metadata:
-            log.warning("%s has no uda_seg metadata (not written by `uda-seg export`); assuming "
-                        "ImageNet normalisation and the 12 paper classes", self.path)
+            log.warning("%s has no uda_seg metadata (not written by `uda-seg export`): assuming "
+                        "ImageNet normalisation, the 12 paper classes and their colours; if the "
+                        "model was trained otherwise its masks are wrong: %s", self.path,
+                        EXPORT_HINT)
         names = list(self.metadata.get("class_names", CLASS_NAMES))
         palette = np.asarray(self.metadata.get("palette", PALETTE[: len(names)].tolist()),
                              dtype=np.uint8)
@@ -193,7 +214,46 @@ class OnnxRuntimeBackend:
                               mean=list(self.metadata.get("mean", IMAGENET_MEAN)),
                               std=list(self.metadata.get("std", IMAGENET_STD)),
                               source=str(self.path), input_size=recorded_size(self.input_size))
+        logits = [o for o in outputs if len(o.shape) == 4]
+        self.logits_name = (outputs[0].name if self.output_kind == "logits" else
+                            next((o.name for o in logits if o.name == LOGITS_OUTPUT), None))
+        self._check_classes(self._scored_classes())
+        self.has_confidence = self.logits_name is not None
+        self.confidence_note = "" if self.has_confidence else (
+            f"{self.path.name} outputs class ids only (a pred-mode graph exported before "
+            f"uda_seg added its '{LOGITS_OUTPUT}' output); re-export it with `uda-seg export` "
+            f"or `uda-seg deploy` to get the confidence")
         self.precision = self.metadata.get("precision", "fp32")
+
+    def _scored_classes(self) -> int | None:
+        """The channels of the graph's logits: from its declared shape, else from one run
+        on a small blank input (the exporter leaves the channel axis symbolic); None for a
+        graph that outputs class ids only."""
+        if self.logits_name is None:
+            return None
+        (output,) = [o for o in self.session.get_outputs() if o.name == self.logits_name]
+        if isinstance(output.shape[1], int):
+            return output.shape[1]
+        h, w = self.fixed_size or (64, 64)
+        blank = np.zeros((self.fixed_batch or 1, 3, h, w), dtype=np.float32)
+        return int(self.session.run([self.logits_name], {self.input_name: blank})[0].shape[1])
+
+    def _check_classes(self, scored) -> None:
+        """The class names must match what the graph scores (its logits' channels, where
+        the graph states them) and the metadata's num_classes: a mismatch would publish
+        ids that name no class, or name classes wrongly."""
+        names = len(self.info.class_names)
+        declared = self.metadata.get("num_classes", names)
+        if isinstance(scored, int) and scored != names:
+            source = ("its metadata's class_names" if "class_names" in self.metadata else
+                      "no class_names in its metadata, so the 12 paper classes are assumed")
+            raise OnnxBackendError(
+                f"{self.path}: the graph scores {scored} classes but has {names} class names "
+                f"({source}); {EXPORT_HINT}")
+        if declared != names:
+            raise OnnxBackendError(
+                f"{self.path}: metadata num_classes={declared} but {names} class_names; the "
+                f"file's metadata is inconsistent: {EXPORT_HINT}")
 
     def __repr__(self) -> str:
         return (f"OnnxRuntimeBackend({self.path.name}, {self.precision}, "
@@ -229,6 +289,25 @@ class OnnxRuntimeBackend:
         if self.output_kind == "logits":
             out = out.argmax(axis=1)
         return out.astype(np.uint8, copy=False)
+
+    def infer_with_confidence(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 (N, H, W) class ids, float32 (N, H, W) probability of that class), from
+        the graph's logits (fetched only here: `infer` leaves them in the session)."""
+        if not self.has_confidence:
+            raise OnnxBackendError(self.confidence_note)
+        batch = self._as_array(batch)
+        if self.output_kind == "logits":
+            logits = self.run_raw(batch)
+            return logits.argmax(axis=1).astype(np.uint8), max_softmax(logits)
+        names = [self.output_name, self.logits_name]
+        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
+            runs = [self.session.run(names, {self.input_name: batch[i:i + 1]})
+                    for i in range(batch.shape[0])]
+            ids = np.concatenate([r[0] for r in runs])
+            logits = np.concatenate([r[1] for r in runs])
+        else:
+            ids, logits = self.session.run(names, {self.input_name: batch})
+        return ids.astype(np.uint8, copy=False), max_softmax(logits)
 
 
 def tensorrt_backend(path: str | Path, **kwargs) -> OnnxRuntimeBackend:

@@ -8,7 +8,10 @@
 
 Two output modes:
 - 'pred' (default): class ids (N, H, W) uint8, the argmax inside the graph, so a consumer
-  needs no post-processing and the output is a quarter of int32 ids' bytes;
+  needs no post-processing and the output is a quarter of int32 ids' bytes; the logits the
+  argmax reads are a second output, 'logits', which ONNX Runtime computes anyway and copies
+  out only when asked (the node's confidence image; a softmax inside the graph would cost
+  every frame, asked or not);
 - 'logits': (N, C, H, W) float32 scores (for ensembling, confidence, or other argmaxes).
 
 The file is self-describing: `metadata_props` hold JSON strings for class names, palette,
@@ -42,13 +45,13 @@ from torch import nn
 from uda_seg_core.config import DataConfig, Normalisation, parse_size
 from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, eval_transform, natural_key, read_rgb
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
-from uda_seg_core.models import ClassIds, class_ids, load_model
+from uda_seg_core.models import class_ids, load_model
 
 log = logging.getLogger(__name__)
 
 ONNX_FORMAT = "uda_seg.onnx/1"
 INPUT_NAME = "image"
-OUTPUT_NAMES = {"pred": "class_ids", "logits": "logits"}
+OUTPUT_NAMES = {"pred": ("class_ids", "logits"), "logits": ("logits",)}
 MODES = tuple(OUTPUT_NAMES)
 DEFAULT_OPSET = 17
 # Agreement between the exported fp32 graph and eager PyTorch below this fraction of
@@ -70,11 +73,25 @@ class _Logits(nn.Module):
         return self.model(x, aux_mode="eval")
 
 
+class _IdsAndLogits(nn.Module):
+    """ClassIds' class ids, and the logits they are the argmax of."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x, aux_mode="eval") if hasattr(self.model, "aux_mode") else self.model(x)
+        if isinstance(out, dict):  # torchvision segmentation models
+            out = out["out"]
+        return class_ids(out), out
+
+
 def export_graph(model: nn.Module, mode: str) -> nn.Module:
     """The eval-mode module whose forward is what the ONNX file computes."""
     if mode not in MODES:
         raise ExportError(f"unknown mode '{mode}'; choose from: {', '.join(MODES)}")
-    wrapped = ClassIds(model) if mode == "pred" else _Logits(model)
+    wrapped = _IdsAndLogits(model) if mode == "pred" else _Logits(model)
     return wrapped.eval()
 
 
@@ -132,19 +149,20 @@ def export_onnx(model: nn.Module, path: str | Path, *, mode: str = "pred",
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = export_graph(model, mode)
     example = torch.zeros(1, 3, *size)
-    output = OUTPUT_NAMES[mode]
-    out_axes = ({0: "batch", 1: "height", 2: "width"} if mode == "pred"
-                else {0: "batch", 2: "height", 3: "width"})
+    outputs = OUTPUT_NAMES[mode]
+    axes = {"class_ids": {0: "batch", 1: "height", 2: "width"},
+            "logits": {0: "batch", 2: "height", 3: "width"}}
     dynamic_axes = None
     if dynamic_shape:
-        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, output: out_axes}
+        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                        **{name: axes[name] for name in outputs}}
     with warnings.catch_warnings():
         # The TorchScript exporter is the one that needs no onnxscript; its deprecation
         # notice and tracer warnings about shape arithmetic are expected here.
         warnings.simplefilter("ignore")
         with torch.no_grad():
             torch.onnx.export(graph, (example,), str(path), input_names=[INPUT_NAME],
-                              output_names=[output], dynamic_axes=dynamic_axes,
+                              output_names=list(outputs), dynamic_axes=dynamic_axes,
                               opset_version=opset, do_constant_folding=True, dynamo=False)
     if metadata:
         write_metadata(path, metadata)
