@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -q
 .PHONY: help setup test lint demo reproduce benchmark mutants clean
 
 help:
-	@echo "make setup      create .venv (Python 3.11) and install torch 2.14.1 + uda_seg[ros,dev]"
+	@echo "make setup      create .venv (Python 3.11) and install torch 2.14.1 + uda_seg[train,ros,dev]"
 	@echo "make test       run the test suite (sets up first if needed)"
 	@echo "make lint       ruff (ruff.toml) and the import-linter layer contracts (.importlinter)"
 	@echo "make demo       synthetic data -> train/adapt -> deploy -> bag -> ROS 2 node -> live mIoU"
@@ -27,7 +27,7 @@ $(STAMP): setup.py setup.cfg package.xml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[ros,dev]'
+	$(PY) -m pip install --quiet -e '.[train,ros,dev]'
 	@touch $(STAMP)
 
 test: setup

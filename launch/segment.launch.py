@@ -81,7 +81,7 @@ def launch_setup(context, *args, **kwargs):
         managed,
         namespace=value("namespace"),
         parameters=[value("params_file"), overrides],
-        # 'image' moves 'image/compressed' along with it (see input_transport).
+        # 'image' moves 'image/compressed' along with it (see image_transport).
         remappings=[("image", value("image_topic"))],
         output="screen",
         emulate_tty=True,
@@ -98,7 +98,7 @@ def generate_launch_description():
                                           "empty = the one in params_file"),
         DeclareLaunchArgument("image_topic", default_value="image",
                               description="input sensor_msgs/Image topic (its /compressed "
-                                          "sibling with input_transport: compressed)"),
+                                          "sibling with image_transport: compressed)"),
         DeclareLaunchArgument("device", default_value="",
                               description="auto | cpu | cuda | cuda:N; empty = params_file"),
         DeclareLaunchArgument("namespace", default_value="",

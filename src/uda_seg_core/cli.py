@@ -7,7 +7,8 @@
 Each command lives in its own module of `uda_seg_core.commands`, which provides
 `add_arguments(parser)` and `run(args) -> int`; modules are imported only when their command
 runs (by name, from the table below), so `--help` stays fast and lists exactly the commands
-that are installed.
+that are installed. In a serving-only install (`pip install '.[serve]'`: no torch) every
+command stops with one line saying to install the training extra.
 """
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The extra that brings what the commands need beyond serving (torch, timm, onnx, ...).
+TRAIN_EXTRA = "pip install 'uda_seg_ros[train]'"
+
+
 def available_commands() -> dict[str, tuple[str, str]]:
     return {name: spec for name, spec in COMMANDS.items()
             if importlib.util.find_spec(spec[0]) is not None}
@@ -76,7 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name, rest = argv[0], argv[1:]
     module_name, help_text = commands[name]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("uda_seg_core", "uda_seg_ros"):
+            raise
+        print(f"uda-seg {name}: needs the package {exc.name!r}, which this install lacks (a "
+              f"serving install has only what the ROS node needs to serve an .onnx); install "
+              f"the training extra: {TRAIN_EXTRA}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(prog=f"uda-seg {name}",
                                      description=module.__doc__ or help_text,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -112,7 +112,7 @@ def _check_fields(msg: Image) -> tuple[int, np.dtype]:
     if encoding not in ENCODINGS:
         raise ImageConversionError(
             f"unsupported image encoding {encoding!r}; supported: {SUPPORTED} (publish one of "
-            f"these, or CompressedImage jpeg/png with input_transport:=compressed)"
+            f"these, or CompressedImage jpeg/png with image_transport:=compressed)"
         )
     channels, dtype = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -227,6 +227,12 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     data.frombytes(rows.data)  # contiguous: ascontiguousarray above, or the padded copy
     msg.data = data
     return msg
+
+
+def probability_to_mono8(probability: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] -> uint8 0-255 (rounded): a mono8 confidence image."""
+    scaled = np.rint(np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0) * 255.0)
+    return scaled.astype(np.uint8)
 
 
 def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:

@@ -15,9 +15,13 @@ ERROR when inference failed on every frame since the previous report.
     values = status_values(array.status[0])          # {"fps": "14.9", ...}
 
 A node serving several cameras adds one status per camera after the total's, named
-"<node>: segmentation <input topic>", from the summary's "cameras" entry.
+"<node>: segmentation <input topic>", from the summary's "cameras" entry. `model` pairs
+(the model file, backend, network size, resize mode, class names, ...) follow the
+total's values, so a monitor shows what is being served next to how fast.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -69,12 +73,16 @@ def build_status(summary: dict, name: str, hardware_id: str = "",
 
 
 def build_diagnostics(summary: dict, stamp, name: str, hardware_id: str = "",
-                      previous: dict | None = None) -> DiagnosticArray:
-    """A DiagnosticArray stamped `stamp`: the node's status, then one per camera when the
-    summary has "cameras" (each judged against its own previous counters)."""
+                      previous: dict | None = None,
+                      model: Sequence[tuple[str, str]] = ()) -> DiagnosticArray:
+    """A DiagnosticArray stamped `stamp`: the node's status (with the `model` key/values
+    after the statistics), then one per camera when the summary has "cameras" (each judged
+    against its own previous counters)."""
     array = DiagnosticArray()
     array.header.stamp = stamp
-    array.status = [build_status(summary, f"{name}: segmentation", hardware_id, previous)]
+    total = build_status(summary, f"{name}: segmentation", hardware_id, previous)
+    total.values.extend(KeyValue(key=key, value=str(value)) for key, value in model)
+    array.status = [total]
     before = (previous or {}).get("cameras", {})
     for topic, camera in summary.get("cameras", {}).items():
         array.status.append(build_status(camera, f"{name}: segmentation {topic}", hardware_id,

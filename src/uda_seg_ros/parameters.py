@@ -9,6 +9,9 @@ InferenceConfig through the config's own strict checks.
     declare_parameters(node)           # + a warning for each unknown key given to the node
     settings = read_settings(node)     # dict; NodeConfigError names a bad value and the fix
     cfg = inference_config(settings)   # InferenceConfig for Segmenter.from_config
+
+A renamed parameter (`DEPRECATED`: input_transport -> image_transport) is still accepted
+under its old name, with a warning that names the new one.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from uda_seg_core.config import ConfigError, InferenceConfig, merge
+from uda_seg_core.inference.segmenter import RESIZE_MODES
 from uda_seg_ros.conversions import DEFAULT_MAX_INPUT_PIXELS
 
 NODE_NAME = "uda_segmentation"
@@ -70,22 +74,30 @@ PARAMETERS: tuple[Param, ...] = (
           "inference.input_size), else 480x360", range=(0, 8192)),
     Param("input_height", 0, "network input height in pixels; 0 (with input_width 0): the "
           "model's own", range=(0, 8192)),
-    Param("output_size", _INFERENCE.output_size, "input: masks resized back to the image size "
+    Param("output_size", _INFERENCE.output_size, "input: masks on the image's pixels "
           "(nearest); network: masks at the network size", choices=_choices("output_size")),
+    Param("resize_mode", "letterbox", "how a frame becomes the network input: letterbox keeps "
+          "the aspect ratio and pads (the mask is cut back to the image); crop keeps it and "
+          "takes the centre (mask 255 outside it); stretch resizes to the network size",
+          choices=RESIZE_MODES),
     Param("overlay_alpha", 0.5, "weight of the colour mask in the overlay", range=(0.0, 1.0),
           dynamic=True),
     Param("publish_color_mask", True, "publish segmentation/color_mask while it has subscribers",
           dynamic=True),
     Param("publish_overlay", True, "publish segmentation/overlay while it has subscribers",
           dynamic=True),
+    Param("publish_confidence", True, "publish segmentation/confidence (mono8, the top class's "
+          "probability x 255) while it has subscribers; offered when the model gives "
+          "probabilities", dynamic=True),
     Param("image_topics", [], "camera topics served by this one model, e.g. "
           "[/front/image_raw, /rear/image_raw]; outputs go to <ns>/segmentation/... beside each "
           "input; empty: the single topic 'image', outputs in the node's namespace"),
-    Param("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
+    Param("image_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
           "sensor_msgs/CompressedImage (jpeg/png) on 'image/compressed'",
           choices=("raw", "compressed")),
     Param("input_qos", "sensor_data", "sensor_data: best effort, depth 1 (cameras); reliable: "
-          "reliable, depth 1 (bags, reliable publishers)", choices=("sensor_data", "reliable")),
+          "reliable, depth 1 (bags, reliable publishers); qos_overrides.<topic>.subscription."
+          "<policy> parameters override either", choices=("sensor_data", "reliable")),
     Param("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, "largest input frame (width x height) "
           "accepted; larger ones are rejected before decoding (default 4096x4096)",
           range=(1, 1 << 31)),
@@ -97,6 +109,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("stats_file", "", "JSON file for the latency summary written at shutdown ('' = none)"),
 )
 NAMES = tuple(param.name for param in PARAMETERS)
+# old name -> new name: still accepted, with a warning
+DEPRECATED = {"input_transport": "image_transport"}
 _KINDS = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
           list: ParameterType.PARAMETER_STRING_ARRAY}
@@ -125,6 +139,14 @@ def declare_parameters(node: Node) -> list[str]:
         # An empty list cannot tell rclpy its type: declare a string array by type alone.
         default = Parameter.Type.STRING_ARRAY if param.default == [] else param.default
         node.declare_parameter(param.name, default, descriptor(param))
+    given = _given(node)
+    for old, new in DEPRECATED.items():
+        if old in given:
+            node.declare_parameter(old, Parameter.Type.STRING, ParameterDescriptor(
+                name=old, type=ParameterType.PARAMETER_STRING, read_only=True,
+                description=f"deprecated: the old name of {new}"))
+            node.get_logger().warning(f"parameter '{old}' is deprecated: use '{new}' (the "
+                                      f"name image_transport's nodes use); '{old}' still works")
     unknown = unknown_keys(node)
     for key in unknown:
         node.get_logger().warning(f"unknown parameter '{key}' ignored{nearest(key)}; this node's "
@@ -134,11 +156,14 @@ def declare_parameters(node: Node) -> list[str]:
 
 def unknown_keys(node: Node) -> list[str]:
     """Keys given to the node (params files, -p) that it did not declare."""
+    return sorted(key for key in _given(node)
+                  if not node.has_parameter(key) and not key.startswith("qos_overrides."))
+
+
+def _given(node: Node) -> dict:
     # rclpy keeps the overrides it was started with here (Humble to Kilted); there is no
     # public accessor, and undeclared ones are dropped without a word.
-    given = getattr(node, "_parameter_overrides", {}) or {}
-    return sorted(key for key in given
-                  if not node.has_parameter(key) and not key.startswith("qos_overrides."))
+    return getattr(node, "_parameter_overrides", {}) or {}
 
 
 def nearest(key: str) -> str:
@@ -150,8 +175,26 @@ def read_settings(node: Node) -> dict[str, Any]:
     """The declared parameters' values, checked (NodeConfigError names the problem)."""
     settings = {name: _value(node, name) for name in NAMES}
     settings["image_topics"] = list(settings["image_topics"] or [])
+    given = _given(node)
+    for old, new in DEPRECATED.items():
+        if node.has_parameter(old):
+            settings[new] = renamed(old, _value(node, old), new, settings[new], new in given)
     check_settings(settings)
     return settings
+
+
+def renamed(old: str, old_value: Any, new: str, new_value: Any, new_given: bool) -> Any:
+    """The value of parameter `new` when the deprecated `old` was given too: the old one's,
+    unless `new` was given a value of its own (not its default, which the installed
+    params file sets) that differs."""
+    param = next(p for p in PARAMETERS if p.name == new)
+    if param.choices and old_value not in param.choices:
+        raise NodeConfigError(f"parameter {old}={old_value!r} (the deprecated name of {new}): "
+                              f"must be one of {', '.join(param.choices)}")
+    if new_given and new_value != param.default and new_value != old_value:
+        raise NodeConfigError(f"parameters {new}={new_value!r} and {old}={old_value!r} (its "
+                              f"deprecated name) disagree: set {new} only")
+    return old_value
 
 
 def _value(node: Node, name: str) -> Any:

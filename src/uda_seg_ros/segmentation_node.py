@@ -8,7 +8,9 @@ Data path (each step timed in a LatencyTracker, reported on /diagnostics):
 
     image (SensorDataQoS) -> check -> newest-frame slot -> worker thread:
       decode (conversions) -> Segmenter.segment_batch (preprocess, inference, postprocess)
-      -> segmentation/class_mask mono8, color_mask / overlay rgb8 (only while subscribed)
+      -> segmentation/class_mask mono8 (+ camera_info, when the input has one),
+         confidence mono8, color_mask / overlay rgb8 (only while subscribed)
+    segmentation/label_info: the class names, once, latched
 
 This node is thin: parameters (`parameters.py`) -> InferenceConfig -> Segmenter, the
 topics (`serving.py`) and the ROS-free frame pipeline (`pipeline.py`: slot, worker,

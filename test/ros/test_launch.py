@@ -213,3 +213,20 @@ def test_flags_other_than_true_or_false_are_errors(launch_module):
             run_launch_actions(module, **{name: "ture"})
     assert run_launch(module, use_sim_time="Yes")[1]["parameters"][1]["use_sim_time"] is True
     assert run_launch(module, use_sim_time="off")[1]["parameters"][1]["use_sim_time"] is False
+
+
+def test_the_deprecated_transport_name_maps_to_image_transport():
+    """input_transport (the old name) gives image_transport its value, also when the
+    installed params file sets image_transport to its default; a different non-default
+    image_transport beside it, or a bad value, is refused naming both names."""
+    from uda_seg_ros.parameters import DEPRECATED, NodeConfigError, renamed
+
+    assert DEPRECATED == {"input_transport": "image_transport"}
+    assert renamed("input_transport", "compressed", "image_transport", "raw", True) == "compressed"
+    assert renamed("input_transport", "raw", "image_transport", "raw", False) == "raw"
+    with pytest.raises(NodeConfigError, match="image_transport='compressed' and "
+                                              "input_transport='raw'.*set image_transport only"):
+        renamed("input_transport", "raw", "image_transport", "compressed", True)
+    with pytest.raises(NodeConfigError, match="input_transport='udp' \\(the deprecated name of "
+                                              "image_transport\\): must be one of raw, compressed"):
+        renamed("input_transport", "udp", "image_transport", "raw", False)

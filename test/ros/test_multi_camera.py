@@ -65,7 +65,9 @@ def test_two_cameras_get_their_own_masks_with_their_headers(node, tiny_checkpoin
     of beside each input), masks of a batch given to the wrong camera (the sizes differ,
     so a swap shows), a header not copied, a batched mask unlike the single-frame one."""
     client, proc, pubs, masks = node
-    seg = Segmenter.from_checkpoint(tiny_checkpoint, device="cpu", input_size=(H, W))
+    # the node's default resize_mode (letterbox): these frames are not 4:3
+    seg = Segmenter.from_checkpoint(tiny_checkpoint, device="cpu", input_size=(H, W),
+                                    resize_mode="letterbox")
     sent = {ns: camera_frame(ns, f"{ns[1:]}_cam", seed) for seed, ns in enumerate(CAMERAS)}
     got = {}
     for _ in range(40):  # both at once, again until each camera's mask came back

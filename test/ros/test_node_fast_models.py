@@ -72,7 +72,7 @@ def test_node_serves_the_model(nodes, name, backend):
     assert f"({backend} on cpu" in procs[name].output()
     # the ONNX node was given no size: it must run at the export's recorded 48x64 (mutant:
     # the node's own 480x360 default, a size the model was never measured at)
-    assert f"network {W}x{H}," in procs[name].output()
+    assert f"network {W}x{H} (letterbox)," in procs[name].output()
     pub = client.publisher(Image, f"/{name}/image", qos_profile_sensor_data)
     masks = client.collect(Image, f"/{name}/segmentation/class_mask", qos_profile_sensor_data)
     client.wait_for_subscriber(pub)

@@ -262,7 +262,7 @@ def large_frames_node(tmp_path_factory, tiny_checkpoint):
     tmp = tmp_path_factory.mktemp("large")
     proc = NodeProcess.start(node_argv(
         "__ns:=/large", f"model_path:={tiny_checkpoint}", *NET, "warmup_iters:=1",
-        "input_transport:=compressed", "input_qos:=reliable", "stats_period:=0.2",
+        "image_transport:=compressed", "input_qos:=reliable", "stats_period:=0.2",
         "max_input_pixels:=10000000"), tmp / "large.log")
     client = RosClient()
     try:

@@ -4,7 +4,8 @@ Two nodes start once for the module (in parallel, on a private ROS_DOMAIN_ID), s
 the session's trained tiny model (its classes follow colour, so a red/blue swap shows):
 - /raw/uda_segmentation: raw `image`, SensorDataQoS, masks at the input size;
 - /comp/uda_segmentation: `image` remapped to /cam/image_raw, compressed transport
-  (so it listens on /cam/image_raw/compressed), reliable QoS, masks at the network size.
+  (so it listens on /cam/image_raw/compressed), reliable QoS, masks at the network size;
+  it is given the transport by its deprecated name, input_transport.
 The module fixture stops them; the SIGINT / SIGTERM test starts and stops its own two.
 
     .venv/bin/pytest test/ros/test_segmentation_node.py -q
@@ -433,14 +434,33 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, raw_io):
     assert float(after["node_max_ms"]) < 1000.0
 
 
+def test_the_old_transport_parameter_name_works_with_a_warning(ros):
+    """input_transport (the name before image_transport) still selects the transport (the
+    /comp node listens on .../compressed: test_compressed_input_and_corrupt_bytes), with a
+    warning naming the new name, and is not reported as an unknown parameter."""
+    log = ros.comp.proc.output()
+    assert "parameter 'input_transport' is deprecated: use 'image_transport'" in log
+    assert "unknown parameter 'input_transport'" not in log
+    assert "/cam/image_raw/compressed (compressed," in log
+
+
 def test_bad_start_exits_1_naming_the_problem(tmp_path, ros):
     missing = tmp_path / "missing.pt"
     procs = {
         "model file not found": NodeProcess.start(node_argv(missing, "-r", "__ns:=/bad1"),
                                                   tmp_path / "bad1.log"),
-        "input_transport='udp'": NodeProcess.start(
-            node_argv(missing, "-r", "__ns:=/bad2", "-p", "input_transport:=udp"),
+        "image_transport='udp'": NodeProcess.start(
+            node_argv(missing, "-r", "__ns:=/bad2", "-p", "image_transport:=udp"),
             tmp_path / "bad2.log"),
+        "input_transport='udp' (the deprecated name of image_transport)": NodeProcess.start(
+            node_argv(missing, "-r", "__ns:=/bad3", "-p", "input_transport:=udp"),
+            tmp_path / "bad3.log"),
+        "model_path is empty: pass -p model_path:=": NodeProcess.start(
+            NodeProcess.python_module("uda_seg_ros.segmentation_node", "--ros-args",
+                                      "-r", "__ns:=/bad4"), tmp_path / "bad4.log"),
+        "parameters image_transport='compressed' and input_transport='raw'": NodeProcess.start(
+            node_argv(missing, "-r", "__ns:=/bad5", "-p", "image_transport:=compressed",
+                      "-p", "input_transport:=raw"), tmp_path / "bad5.log"),
     }
     for text, proc in procs.items():
         assert proc.wait(60) == 1
