@@ -304,10 +304,12 @@ class SegmentationServer:
         outputs["class_mask"].publish(numpy_to_image(mask, "mono8", header))
         if camera.info is not None:
             self._publish_camera_info(camera, header, rgb.shape[:2])
-        if confidence is not None and camera.confidence.get_subscription_count() > 0:
-            camera.confidence.publish(numpy_to_image(probability_to_mono8(confidence), "mono8",
-                                                     header))
-            self.pipeline.count(index, "confidence_published")
+        if confidence is not None:
+            self.pipeline.count(index, "confidence_computed")
+            if camera.confidence.get_subscription_count() > 0:
+                camera.confidence.publish(numpy_to_image(probability_to_mono8(confidence),
+                                                         "mono8", header))
+                self.pipeline.count(index, "confidence_published")
         if cfg["publish_color_mask"] and outputs["color_mask"].get_subscription_count() > 0:
             outputs["color_mask"].publish(
                 numpy_to_image(self.segmenter.colorize(mask), "rgb8", header))

@@ -185,6 +185,56 @@ def test_the_node_serves_the_onnx_without_torch(node, onnx_model):
     assert enc == "mono8" and conf.shape == (H, W) and conf_msg.header == msg.header
     assert (conf[:6] == 0).all() and (conf[6:42] >= 255 // 12).all()
     assert "Traceback" not in proc.output()
+    client.unsubscribe(confidences)
+
+
+def node_values(client, predicate=lambda values: True) -> dict:
+    """The newest /diagnostics key/values of the /notorch node that satisfy `predicate`."""
+    def find():
+        for array in reversed(client.diagnostics.snapshot()):
+            for status in array.status:
+                if status.name.startswith("/notorch/uda_segmentation"):
+                    values = status_values(status)
+                    return values if predicate(values) else None
+        return None
+    return wait_for(find, 20.0, message="/diagnostics of /notorch")
+
+
+def test_confidence_is_computed_only_while_subscribed(node):
+    """Mutant: the probabilities computed for every frame (the logits fetched and the
+    softmax run although nobody reads them)."""
+    client, _ = node
+    topic = "/notorch/segmentation/confidence"
+    wait_for(lambda: client.node.count_subscribers(topic) == 0, 20.0,
+             message="no confidence subscriber left")
+    time.sleep(0.5)  # the node sees the subscriber go
+    pub = client.publisher(Image, "/notorch/image", RELIABLE)
+    client.wait_for_subscriber(pub)
+    _, msg, _ = frame_and_info(client, "nobody_reads_confidence")
+    before = node_values(client)
+    done = int(before["frames_processed"]) + 3
+    for _ in range(100):
+        pub.publish(msg)
+        time.sleep(0.1)
+        if int(node_values(client)["frames_processed"]) >= done:
+            break
+    after = node_values(client, lambda v: int(v["frames_processed"]) >= done)
+    assert after.get("frames_confidence_computed", "0") == before.get(
+        "frames_confidence_computed", "0")
+    confidences = client.collect(Image, topic, RELIABLE)
+    try:
+        for _ in range(40):
+            pub.publish(msg)
+            try:
+                confidences.wait_for(timeout=1.0)
+                break
+            except TimeoutError:
+                continue
+        grew = node_values(client, lambda v: int(v.get("frames_confidence_computed", "0"))
+                           > int(after.get("frames_confidence_computed", "0")))
+        assert int(grew["frames_confidence_published"]) >= 1
+    finally:
+        client.unsubscribe(confidences)
 
 
 def test_class_names_are_latched_and_on_diagnostics(node):
@@ -197,13 +247,7 @@ def test_class_names_are_latched_and_on_diagnostics(node):
     assert data["class_names"] == list(CLASS_NAMES) and data["ignore"] == 255
     assert len(data["palette"]) == 12 and data["palette"][6] == [128, 64, 128]  # Road
 
-    def values():
-        for array in reversed(client.diagnostics.snapshot()):
-            for status in array.status:
-                if status.name.startswith("/notorch/uda_segmentation"):
-                    return status_values(status)
-        return None
-    found = wait_for(values, 20.0, message="/diagnostics of /notorch")
+    found = node_values(client)
     assert json.loads(found["class_names"]) == list(CLASS_NAMES)
     assert found["resize_mode"] == "letterbox" and found["confidence"] == "offered"
     assert found["backend"] == "onnxruntime" and found["network_size"] == f"{W}x{H}"
