@@ -75,7 +75,8 @@ Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "efficientne
 DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda"]
 OptimizerName = Literal["sgd", "adam", "rmsprop", "adamw"]
 SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice", "ohem"]
-DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd"]
+DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd", "none"]
+TargetLossName = Literal["none", "entropy", "pseudo_label"]
 PruneMode = Literal["none", "fixed", "incremental"]
 Device = Annotated[str, check_device]
 
@@ -95,6 +96,9 @@ class ModelConfig:
     context_channels: int = 128  # width of each ARM output (the paper's BiSeNet: 128)
     fusion_channels: int = 256  # FFM output width (BiSeNet: 256)
     head_channels: int = 128  # the main head's 3x3 conv width (BiSeNet: 128)
+    # how the ARM outputs reach the FFM: concat (both at 1/8, side by side) | top_down
+    # (1/32 -> 1/16 -> 1/8, each step upsampled, refined by a 3x3 conv and added)
+    context_fusion: Literal["concat", "top_down"] = "concat"
 
 
 @dataclass
@@ -177,9 +181,18 @@ class TrainConfig:
 
 @dataclass
 class AdaptConfig:
-    # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work)
+    # fcd | tfd | dwd | cpd (CP-factorised, the paper's future work) | none (no D, no L_adv:
+    # adaptation by the target term below alone)
     discriminator: DiscriminatorName = "fcd"
     lambda_adv: float = 0.001  # weight of L_adv in eq. 1
+    # a term on the target predictions beside (or instead of) L_adv: none | entropy (ADVENT's
+    # MinEnt) | pseudo_label (self-training on the train.init_from network's confident
+    # predictions, class-balanced thresholds)
+    target_loss: TargetLossName = "none"
+    target_weight: float = 1.0  # its weight in the generator's loss
+    # pseudo_label: per class, the quantile of the teacher's confidence (on the target
+    # frames it predicts as that class) above which a pixel is trusted; 0.5 = the median
+    pseudo_label_quantile: float = 0.5
     d_lr: float = 1e-4  # Adam, same poly decay as the segmentation network
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     d_width: int = 64  # channels of the first discriminator layer (doubles per layer)

@@ -174,3 +174,12 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_s = F.log_softmax(student_logits.float(), dim=1)
     log_p_t = F.log_softmax(teacher_logits.float(), dim=1)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
+
+
+def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ADVENT's MinEnt term: the mean over pixels of the softmax entropy, divided by
+    log(C) so it lies in [0, 1]. Minimising it on target frames pushes the network to be
+    as confident there as it is on the labelled domain."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    entropy = -(log_p.exp() * log_p).sum(dim=1)
+    return entropy.mean() / math.log(logits.shape[1])

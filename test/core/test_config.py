@@ -24,6 +24,7 @@ from uda_seg_core.losses import SEGMENTATION_LOSSES
 from uda_seg_core.models import BACKBONES, DISCRIMINATORS
 from uda_seg_core.pruning import PRUNE_MODES
 from uda_seg_core.train.optim import OPTIMIZERS
+from uda_seg_core.train.target_terms import TARGET_LOSSES
 
 
 def test_defaults_follow_the_paper():
@@ -105,7 +106,8 @@ def test_round_trip_through_dict():
 def test_every_registry_offers_exactly_the_config_choices():
     """Guards against a registry entry the config refuses, or a config choice that has no
     implementation (it would pass load_config and fail mid-run)."""
-    pairs = [(C.Backbone, BACKBONES), (C.DiscriminatorName, DISCRIMINATORS),
+    pairs = [(C.Backbone, BACKBONES), (C.DiscriminatorName, ("none", *DISCRIMINATORS)),
+             (C.TargetLossName, TARGET_LOSSES),
              (C.OptimizerName, OPTIMIZERS), (C.SegmentationLossName, SEGMENTATION_LOSSES),
              (C.PruneMode, PRUNE_MODES), (C.DatasetFormat, ("auto", *DATASETS))]
     for choices, registry in pairs:

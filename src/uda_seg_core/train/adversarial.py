@@ -14,8 +14,19 @@ labelled source batch and one unlabelled target batch.
 2. Discriminator step: D learns softmax(P_s) -> SOURCE_LABEL and softmax(P_t) ->
    TARGET_LABEL on detached predictions (eq. 2), so it never moves G.
 
+Beyond the paper, the same step adds a term on the target predictions when
+`adapt.target_loss` asks (`train/target_terms.py`): entropy minimisation (ADVENT's MinEnt)
+or self-training on class-balanced pseudo-labels of the `train.init_from` network, with or
+without a discriminator (`adapt.discriminator: none` builds none and trains no D):
+
+    uda-seg adapt --config C adapt.discriminator=none adapt.target_loss=entropy
+    uda-seg adapt --config C adapt.discriminator=none adapt.target_loss=pseudo_label \
+        train.init_from=runs/source_only/best.pt
+    uda-seg adapt --config C adapt.target_loss=pseudo_label train.init_from=...  # FCD + ST
+
 `adversarial_step` is the one step function for every discriminator (FCD, TFD, DWD,
-CPD). With lambda_adv = 0 its generator update is exactly a source-only step (the
+CPD) and method. The D step also logs how often D names each domain right
+(`d_acc_source`, `d_acc_target`): near 0.5 on both, D cannot tell the domains apart. With lambda_adv = 0 its generator update is exactly a source-only step (the
 parameters; BatchNorm running statistics also see the target images, as in AdaptSegNet).
 Optimisers: SGD (or Adam / RMSprop) for G, Adam (betas 0.9, 0.99) for D, poly decay per
 iteration for both. During-training pruning of D (`adapt.prune`) runs at the start of
@@ -45,25 +56,31 @@ from uda_seg_core.train.optim import (
 )
 from uda_seg_core.train.schedules import poly_scheduler
 from uda_seg_core.train.supervised import build_model, source_loss
+from uda_seg_core.train.target_terms import PseudoLabeller, build_pseudo_labeller, target_term
 from uda_seg_core.train.trainer import Trainer, total_iterations
 
 Scalers = dict[str, torch.amp.GradScaler]
 
 
-def generator_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
-                   source_batch: dict, target_batch: dict, cfg: Config,
-                   scaler: torch.amp.GradScaler | None = None,
+def generator_step(model: nn.Module, discriminator: nn.Module | None,
+                   opt_g: torch.optim.Optimizer, source_batch: dict, target_batch: dict,
+                   cfg: Config, scaler: torch.amp.GradScaler | None = None,
+                   labeller: PseudoLabeller | None = None,
                    ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """Update G with L_seg(I_s) + lambda_adv * L_adv(I_t) (eq. 1) while D is frozen.
+    """Update G with L_seg(I_s) + lambda_adv * L_adv(I_t) (eq. 1) while D is frozen, plus
+    `adapt.target_weight` x the target term of `adapt.target_loss` (MinEnt, self-training).
 
     Returns the losses and the detached softmax predictions (P_s, P_t) for the
     discriminator step. D is called without its DDP wrapper: it only passes gradients
-    back to G here, so there is nothing of D's to synchronise.
+    back to G here, so there is nothing of D's to synchronise. Without a D
+    (`adapt.discriminator: none`) there is no L_adv.
     """
     images_t = target_batch["image"]
-    d = unwrap(discriminator)
-    lambda_adv = cfg.adapt.lambda_adv
-    set_requires_grad(d, False)
+    d = unwrap(discriminator) if discriminator is not None else None
+    lambda_adv = cfg.adapt.lambda_adv if d is not None else 0.0
+    with_target_term = cfg.adapt.target_loss != "none"
+    if d is not None:
+        set_requires_grad(d, False)
     try:
         with amp_step(opt_g, scaler) as backward:
             # L_seg is backpropagated before the target forward: one forward per backward
@@ -72,20 +89,30 @@ def generator_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.opti
             backward(loss_seg)
             p_s = F.softmax(logits_s.detach().float(), dim=1)
             # Only the main output of the target image is adapted; its auxiliary heads are
-            # not computed. Without the adversarial term there is nothing to backpropagate.
-            with torch.set_grad_enabled(lambda_adv > 0):
+            # not computed. Without a target term there is nothing to backpropagate.
+            with torch.set_grad_enabled(lambda_adv > 0 or with_target_term):
                 with autocast(images_t.device, cfg.train.amp):
                     logits_t = model(images_t, aux_mode="eval")
                 p_t = F.softmax(logits_t.float(), dim=1)
-                with autocast(images_t.device, cfg.train.amp):
-                    d_t = d(p_t)
-                loss_adv = adversarial_loss(d_t.float())
-            if lambda_adv > 0:
-                backward(lambda_adv * loss_adv)
+                loss_t = torch.zeros((), device=images_t.device)
+                extra: dict[str, float] = {}
+                if d is not None:
+                    with autocast(images_t.device, cfg.train.amp):
+                        d_t = d(p_t)
+                    loss_adv = adversarial_loss(d_t.float())
+                    extra["adv"] = float(loss_adv.detach())
+                    loss_t = loss_t + lambda_adv * loss_adv
+                if with_target_term:
+                    term, logged = target_term(logits_t.float(), images_t, cfg, labeller)
+                    extra.update(logged)
+                    loss_t = loss_t + cfg.adapt.target_weight * term
+            if lambda_adv > 0 or with_target_term:
+                backward(loss_t)
     finally:
-        set_requires_grad(d, True)
+        if d is not None:
+            set_requires_grad(d, True)
     losses = {name: float(value) for name, value in parts.items()}
-    losses["adv"] = float(loss_adv.detach())
+    losses.update(extra)
     return losses, p_s, p_t.detach()
 
 
@@ -106,14 +133,18 @@ def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, p
             loss = discriminator_loss(logits.float(), label) / 2
             backward(loss)
             losses[name] = float(loss.detach())
+            # how often D names the domain right (a map cell each): does the term act?
+            said_target = logits.detach().float() > 0
+            right = said_target if label == TARGET_LABEL else ~said_target
+            losses[f"{name.replace('d_', 'd_acc_')}"] = float(right.float().mean())
     losses["d"] = losses["d_source"] + losses["d_target"]
     return losses
 
 
 def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
-                     opt_d: torch.optim.Optimizer, source_batch: dict, target_batch: dict,
-                     cfg: Config,
-                     scalers: Scalers | None = None) -> dict[str, float]:
+                     opt_d: torch.optim.Optimizer | None, source_batch: dict,
+                     target_batch: dict, cfg: Config, scalers: Scalers | None = None,
+                     labeller: PseudoLabeller | None = None) -> dict[str, float]:
     """One iteration of eqs. 1-5 for any discriminator: G step (D frozen), then D step.
 
     Batches are dicts with 'image' (and 'label' for the source) already on the device;
@@ -121,8 +152,9 @@ def adversarial_step(model: nn.Module, discriminator: nn.Module, opt_g: torch.op
     """
     scalers = scalers or {}
     losses, p_s, p_t = generator_step(model, discriminator, opt_g, source_batch, target_batch, cfg,
-                                      scalers.get("g"))
-    losses.update(discriminator_step(discriminator, opt_d, p_s, p_t, cfg, scalers.get("d")))
+                                      scalers.get("g"), labeller)
+    if discriminator is not None:
+        losses.update(discriminator_step(discriminator, opt_d, p_s, p_t, cfg, scalers.get("d")))
     return losses
 
 
@@ -152,29 +184,37 @@ def pruning_hooks(cfg: Config, discriminator: nn.Module, per_epoch: int) -> tupl
 
 
 def build_adversarial_trainer(cfg: Config, dist: DistInfo, device: torch.device) -> Trainer:
+    """G, D (unless `adapt.discriminator: none`), their optimisers and schedules, the two
+    data streams, and the pseudo-labeller when the target term needs one."""
     model = build_model(cfg, device)
-    discriminator = build_adversarial_discriminator(cfg, device)
-    opt_g = build_segmentation_optimizer(model, cfg)
-    opt_d = build_discriminator_optimizer(discriminator, cfg)
-    scalers = {"g": grad_scaler(device, cfg.train.amp), "d": grad_scaler(device, cfg.train.amp)}
     # The target forward uses only the main head, so the auxiliary heads sit out of that
     # backward pass: DDP has to be told some parameters may receive no gradient.
     g = wrap_ddp(model, dist, device, find_unused_parameters=True)
-    d = wrap_ddp(discriminator, dist, device)
+    opt_g = build_segmentation_optimizer(model, cfg)
+    optimizers, scalers = {"g": opt_g}, {"g": grad_scaler(device, cfg.train.amp)}
+    extra_modules, d, opt_d = {}, None, None
+    if cfg.adapt.discriminator != "none":
+        discriminator = build_adversarial_discriminator(cfg, device)
+        opt_d = build_discriminator_optimizer(discriminator, cfg)
+        d = wrap_ddp(discriminator, dist, device)
+        optimizers["d"], scalers["d"] = opt_d, grad_scaler(device, cfg.train.amp)
+        extra_modules["discriminator"] = d
+    labeller = (build_pseudo_labeller(cfg, device) if cfg.adapt.target_loss == "pseudo_label"
+                else None)
     loaders = {"source": source_loader(cfg, dist), "target": target_loader(cfg, dist)}
-    epoch_hooks, resume_hooks = pruning_hooks(cfg, discriminator,
-                                              loaders["source"].batches_per_epoch)
+    epoch_hooks, resume_hooks = ([], []) if d is None else pruning_hooks(
+        cfg, unwrap(d), loaders["source"].batches_per_epoch)
     trainer = Trainer(
-        command="adapt", model=g, optimizers={"g": opt_g, "d": opt_d}, schedulers={},
-        scalers=scalers,
-        loaders=loaders, extra_modules={"discriminator": d}, epoch_hooks=epoch_hooks,
+        command="adapt", model=g, optimizers=optimizers, schedulers={}, scalers=scalers,
+        loaders=loaders, extra_modules=extra_modules, epoch_hooks=epoch_hooks,
         resume_hooks=resume_hooks,
-        step=lambda b: adversarial_step(g, d, opt_g, opt_d, b["source"], b["target"], cfg, scalers),
+        step=lambda b: adversarial_step(g, d, opt_g, opt_d, b["source"], b["target"], cfg,
+                                        scalers, labeller),
         state_dict_of=lambda name, module: dense_state_dict(module),
     )
     max_iters = total_iterations(cfg, trainer)
     trainer.schedulers = {"g": poly_scheduler(opt_g, max_iters, cfg.train.poly_power,
-                                              cfg.train.warmup_iters),
-                          "d": poly_scheduler(opt_d, max_iters, cfg.train.poly_power)}
+                                              cfg.train.warmup_iters)}
+    if opt_d is not None:
+        trainer.schedulers["d"] = poly_scheduler(opt_d, max_iters, cfg.train.poly_power)
     return trainer
-

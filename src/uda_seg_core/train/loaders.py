@@ -147,4 +147,8 @@ def resolve_data(cfg: Config) -> bool:
                           f"{d.target_root}: model selection needs a labelled target val split")
     if cfg.train.init_from and not Path(cfg.train.init_from).is_file():
         raise ConfigError(f"train.init_from: checkpoint not found: {cfg.train.init_from}")
+    if cfg.adapt.target_loss == "pseudo_label" and not cfg.train.init_from:
+        raise ConfigError("adapt.target_loss=pseudo_label needs train.init_from: the network "
+                          "whose confident target predictions become the labels (source only "
+                          "for a first round)")
     return has_split(d.target_format, d.target_root, d.test_split)
