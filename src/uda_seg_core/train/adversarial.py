@@ -26,8 +26,9 @@ without a discriminator (`adapt.discriminator: none` builds none and trains no D
 
 `adversarial_step` is the one step function for every discriminator (FCD, TFD, DWD,
 CPD) and method. The D step also logs how often D names each domain right
-(`d_acc_source`, `d_acc_target`): near 0.5 on both, D cannot tell the domains apart. With lambda_adv = 0 its generator update is exactly a source-only step (the
-parameters; BatchNorm running statistics also see the target images, as in AdaptSegNet).
+(`d_acc_source`, `d_acc_target`): near 0.5 on both, D cannot tell the domains apart.
+With lambda_adv = 0 and no target term its generator update is exactly a source-only step
+(the parameters; BatchNorm running statistics also see the target images, as in AdaptSegNet).
 Optimisers: SGD (or Adam / RMSprop) for G, Adam (betas 0.9, 0.99) for D, poly decay per
 iteration for both. During-training pruning of D (`adapt.prune`) runs at the start of
 every epoch.
