@@ -161,3 +161,33 @@ def test_export_command(ckpt, tmp_path, capsys):
     assert read_metadata(out)["mode"] == "pred"
 
 
+
+
+def test_a_lite_network_exports_int8_with_its_own_normalisation(domains, tmp_path):
+    """The EfficientNet-Lite context path through export and static INT8, and the
+    normalisation its weights expect ((x - 127) / 128) in the metadata the node reads:
+    a graph calibrated or served with ImageNet statistics would see shifted inputs."""
+    from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
+    from uda_seg_core.config import EFFICIENTNET_LITE, load_config
+    from uda_seg_core.models import build_segmentation_model
+
+    cfg = load_config(None, ["model.backbone=efficientnet_lite0", "model.spatial_channels=[]",
+                             "model.context_channels=32", "model.fusion_channels=32",
+                             "model.head_channels=16"])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "lite.pt", build_segmentation_model(cfg.model).eval(), cfg)
+    assert tuple(load_checkpoint(ckpt)["mean"]) == EFFICIENTNET_LITE.mean
+    _, camvid = domains
+    out = tmp_path / "lite_int8.onnx"
+    summary = export_checkpoint(ckpt, out, mode="pred", size=(H, W), int8=True,
+                                calibration=camvid / "train", calibration_frames=2,
+                                check_frames=2)
+    meta = read_metadata(out)
+    assert meta["precision"] == "int8" and meta["backbone"] == "efficientnet_lite0"
+    assert tuple(meta["mean"]) == pytest.approx(EFFICIENTNET_LITE.mean)
+    assert tuple(meta["std"]) == pytest.approx(EFFICIENTNET_LITE.std)
+    seg = Segmenter.from_checkpoint(out, device="cpu")
+    assert seg.normalisation == EFFICIENTNET_LITE
+    mask = seg.segment(np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    assert mask.shape == (H, W) and mask.dtype == np.uint8
+    assert summary["check"]["agreement"] > 0.5
