@@ -5,7 +5,9 @@ Each job builds its networks, optimisers and a step function (`supervised.superv
 iterations themselves (one batch per domain, the step, the schedules, a check that the
 losses are finite); `fit` adds what a run needs around them:
 
-- the run directory (`run_dir.py`): the resolved `config.yaml`, `metrics.json`,
+- the run directory (`run_dir.py`): the resolved `config.yaml`, `metrics.json` (its
+  `history`: one entry per validation, with the mean of each step loss over the
+  iterations since the previous one, `train_losses`, e.g. D's `d_acc_source`),
   TensorBoard scalars (`tb/`) and the checkpoints `last.pt` (every
   `train.checkpoint_every` iterations and at the end: weights, optimisers, schedules, grad
   scalers, RNG states, iteration) and `best.pt` (best target-val mIoU);
@@ -148,6 +150,9 @@ class Run:
             state.train_seconds += elapsed
             state.timed_iterations += 1
         state.iteration = iteration
+        for key, value in losses.items():
+            state.interval_losses[key] = state.interval_losses.get(key, 0.0) + value
+        state.interval_iterations += 1
         lrs = {f"lr/{name}": current_lr(opt) for name, opt in self.trainer.optimizers.items()}
         self.scalars({**{f"loss/{k}": v for k, v in losses.items()}, **lrs}, iteration)
         if iteration % self.per_epoch == 0 and self.epoch_start is not None:
@@ -165,7 +170,11 @@ class Run:
                             amp=cfg.train.amp, channels_last=cfg.train.channels_last)
         summary = cm.summary()
         epoch = round(state.iteration / self.per_epoch, 3)
-        state.history.append({"iteration": state.iteration, "epoch": epoch, **summary})
+        n = state.interval_iterations
+        train_losses = {k: v / n for k, v in state.interval_losses.items()} if n else {}
+        state.history.append({"iteration": state.iteration, "epoch": epoch, **summary,
+                              "train_losses": train_losses, "train_losses_iterations": n})
+        state.interval_losses, state.interval_iterations = {}, 0
         self.scalars(_scalar_summary(summary), state.iteration, "val/")
         miou = summary["miou"] if summary["miou"] is not None else -1.0  # None: no class present
         if miou > state.best_miou:

@@ -29,6 +29,8 @@ def resumable_state(trainer: Trainer, state: LoopState, rng: list[dict], max_ite
             "epochs": state.epochs,
             "train_seconds": state.train_seconds,
             "timed_iterations": state.timed_iterations,
+            "interval_losses": state.interval_losses,
+            "interval_iterations": state.interval_iterations,
         },
         "modules": {name: trainer.state_dict_of(name, m)
                     for name, m in trainer.extra_modules.items()},
@@ -90,7 +92,10 @@ def restore(trainer: Trainer, path: Path, cfg: Config, dist: DistInfo,
     state = LoopState(iteration=int(ts["iteration"]), best_miou=float(ts["best_miou"]),
                       best_iteration=int(ts["best_iteration"]), history=list(ts["history"]),
                       epochs=list(ts["epochs"]), train_seconds=float(ts["train_seconds"]),
-                      timed_iterations=int(ts["timed_iterations"]))
+                      timed_iterations=int(ts["timed_iterations"]),
+                      # absent from checkpoints written before the loop kept them
+                      interval_losses=dict(ts.get("interval_losses", {})),
+                      interval_iterations=int(ts.get("interval_iterations", 0)))
     for hook in trainer.resume_hooks:
         hook(state.iteration)
     return state

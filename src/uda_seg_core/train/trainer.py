@@ -59,6 +59,10 @@ class LoopState:
     epochs: list[dict] = field(default_factory=list)  # one entry per finished epoch
     train_seconds: float = 0.0  # time spent in iterations (not validation or checkpoints)
     timed_iterations: int = 0
+    # sums of each step loss since the last validation, and over how many iterations: the
+    # next history entry keeps their means (`train_losses`), then they restart
+    interval_losses: dict[str, float] = field(default_factory=dict)
+    interval_iterations: int = 0
 
 
 def total_iterations(cfg: Config, trainer: Trainer) -> int:

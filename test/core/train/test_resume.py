@@ -11,6 +11,7 @@ iteration started from (`resume_probe.StepProbe`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -90,6 +91,32 @@ def test_stop_and_resume_gives_the_same_weights(stopped_and_resumed):
     for key in ("state_dict", "modules", "optimizers", "schedulers"):
         assert_same(a[key], b[key], key)
     assert_same(a["training_state"]["history"], b["training_state"]["history"], "history")
+
+
+def test_history_keeps_each_step_loss_averaged_over_each_validation_interval(
+        stopped_and_resumed):
+    """metrics.json's history entry holds the mean of every step loss since the previous
+    validation (what `uda-seg real-study` reads D's per-domain accuracy from). Checked
+    against the per-iteration values in TensorBoard. Bugs guarded: sums never reset (an
+    entry averaging from the start of training), an interval off by one, and a resume that
+    restarts the interval (stopped after 3, the resumed run's second entry would average
+    iteration 4 alone: the history comparison above fails on it)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = stopped_and_resumed["root"] / "runs" / "straight"
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    assert [h["iteration"] for h in history] == [2, 4]
+    for entry, steps in zip(history, ((1, 2), (3, 4))):
+        assert entry["train_losses_iterations"] == 2
+        assert {"seg", "adv", "d", "d_acc_source", "d_acc_target"} <= set(entry["train_losses"])
+        for key, mean in entry["train_losses"].items():
+            logged = {e.step: e.value for e in events.Scalars(f"loss/{key}")}
+            assert mean == pytest.approx(sum(logged[s] for s in steps) / 2, rel=1e-5), key
+    pieces = json.loads((stopped_and_resumed["root"] / "runs" / "pieces" / "metrics.json")
+                        .read_text())["history"]
+    assert [h["train_losses"] for h in pieces] == [h["train_losses"] for h in history]
 
 
 def test_resume_continues_from_the_saved_iteration_optimiser_schedule_and_rng(stopped_and_resumed):
