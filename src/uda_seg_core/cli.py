@@ -40,7 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("uda_seg_core.commands.benchmark",
                   "latency of every backend and of the alternatives"),
     "real-study": ("uda_seg_core.commands.real_study",
-                   "simulator -> real CamVid: every row of the adaptation study, resumable"),
+                   "simulator -> real CamVid and CamVid day -> dusk: every row of the "
+                   "adaptation study, resumable"),
     "report": ("uda_seg_core.commands.report",
                "the paper's tables and figures from a runs directory"),
     "reproduce": ("uda_seg_core.commands.reproduce",
