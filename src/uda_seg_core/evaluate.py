@@ -5,9 +5,10 @@
 
 The model may also be an exported `.onnx` file (`uda-seg export`, `uda-seg deploy`'s
 model.onnx): it is run by ONNX Runtime as the node runs it, at its metadata's input size.
-Writes `metrics.json` (pixel accuracy, per-class IoU, the headline mIoU over the 11 named
-classes and the 12-class mIoU) and, with `save_predictions` N, `predictions.png`: N rows of
-image | ground truth | prediction, like the paper's Fig. 5. Output goes to `out`
+Writes `metrics.json` (pixel accuracy, per-class IoU, the headline mIoU over the label
+set's headline classes (the paper's: the 11 named classes) and the mIoU over all of them)
+and, with `save_predictions` N, `predictions.png`: N rows of image | ground truth |
+prediction in the set's colours, like the paper's Fig. 5. Output goes to `out`
 (default: beside the checkpoint, in `eval_<split>/`). The measurement itself is
 `metrics.evaluate_model`, the same one training validation uses.
 """
@@ -25,7 +26,8 @@ from uda_seg_core.config import DataConfig, Normalisation, input_normalisation
 from uda_seg_core.data import eval_split, resolve_format
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.inference.torch_backend import BackendModule
-from uda_seg_core.metrics import evaluate_model, predict_ids
+from uda_seg_core.labels import camvid12, ids_to_rgb
+from uda_seg_core.metrics import dataset_label_set, evaluate_model, predict_ids
 from uda_seg_core.models import build_model_from_checkpoint
 from uda_seg_core.reporting import atomic_write_json, prediction_grid
 from uda_seg_core.runtime import resolve_device
@@ -44,14 +46,15 @@ def checkpoint_eval_split(ckpt: dict, data: str | Path, split: str, fmt: str = "
 def model_to_measure(path: str | Path) -> tuple[nn.Module, DataConfig, Normalisation]:
     """The network of a checkpoint, or an exported .onnx model served by ONNX Runtime (its
     class ids, as the node gets them), with the data settings it is evaluated with: the
-    checkpoint's (normalisation, eval_size), or the ONNX metadata's normalisation and
-    input size."""
+    checkpoint's (normalisation, eval_size, label set), or the ONNX metadata's
+    normalisation, input size and label set."""
     if Path(path).suffix.lower() != ".onnx":
         ckpt = load_checkpoint(path)
         cfg = checkpoint_config(ckpt)
         return build_model_from_checkpoint(ckpt, path), cfg.data, input_normalisation(cfg)
     backend = OnnxRuntimeBackend(path, device="cpu")
-    data = DataConfig(eval_size=list(backend.input_size or []))
+    data = DataConfig(eval_size=list(backend.input_size or []),
+                      label_set=backend.info.label_set or DataConfig().label_set)
     return BackendModule(backend), data, backend.info.normalisation()
 
 
@@ -84,8 +87,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, fmt: str = 
     result = {**summary, "table": cm.table(), "out": str(folder)}
     if save_predictions > 0:
         rows = predict_examples(model, dataset, dev, save_predictions, normalisation)
+        palette = (dataset_label_set(dataset) or camvid12()).palette_array()
         result["figure"] = str(prediction_grid(
-            [(r["image"], r["label"], r["pred"]) for r in rows],
+            [(r["image"], ids_to_rgb(r["label"], palette), ids_to_rgb(r["pred"], palette))
+             for r in rows],
             ("image", "ground truth", "prediction"), folder / "predictions.png",
             row_names=[r["name"] for r in rows], title=f"{Path(checkpoint).parent.name} - {split}",
             panel_inches=3.0, dpi=120))

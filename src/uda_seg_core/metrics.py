@@ -3,9 +3,12 @@
 Shared by training-time validation, `uda-seg evaluate`, the pruning sweep, the benchmark and
 the rosbag evaluator: `evaluate_model(model, dataset, device)` is the measurement. Rows are
 ground truth, columns predictions; pixels whose label is `ignore_index` are not counted. The
-headline mIoU is over the 11 named classes (Background excluded, as in the paper);
-`miou_all` adds Background. A class absent from both the predictions and the labels has IoU
-NaN and is left out of the means (nanmean).
+headline mIoU is over the label set's headline classes: for the paper's set the 11 named
+classes (Background excluded), for a user's set all classes unless it names some;
+`miou_all` (`miou_12` in summaries, the historic key) is over every class. A class absent
+from both the predictions and the labels has IoU NaN and is left out of the means
+(nanmean). `evaluate_model` takes the class names and headline classes from the label set
+of the dataset it measures on (`dataset.label_set`).
 
     cm = ConfusionMatrix()
     for images, labels in loader:
@@ -23,10 +26,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, NAMED_CLASSES, NUM_CLASSES
+from uda_seg_core.labels import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    NAMED_CLASSES,
+    NUM_CLASSES,
+    LabelSet,
+)
 from uda_seg_core.reporting import markdown_table
 
 
@@ -50,7 +59,10 @@ class ConfusionMatrix:
         num_classes: int = NUM_CLASSES,
         ignore_index: int = IGNORE_INDEX,
         class_names: Sequence[str] | None = None,
+        headline: Sequence[int] | None = None,
     ):
+        """`headline`: the classes `miou()` averages (default: the 11 named classes of a
+        12-class matrix, else all)."""
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         if class_names is None:
@@ -60,7 +72,18 @@ class ConfusionMatrix:
             raise ValueError(f"ConfusionMatrix: {len(class_names)} class names for {num_classes} "
                              f"classes")
         self.class_names = tuple(class_names)
+        if headline is None:
+            headline = NAMED_CLASSES if num_classes == NUM_CLASSES else range(num_classes)
+        self.headline = tuple(int(c) for c in headline)
+        if not self.headline or not all(0 <= c < num_classes for c in self.headline):
+            raise ValueError(f"ConfusionMatrix: headline classes {list(headline)} are not a "
+                             f"non-empty subset of 0..{num_classes - 1}")
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    @classmethod
+    def for_label_set(cls, labels: LabelSet) -> ConfusionMatrix:
+        """A matrix over a label set's classes, its names and headline classes."""
+        return cls(labels.num_classes, labels.ignore_index, labels.names, labels.headline)
 
     def reset(self) -> None:
         self.mat.zero_()
@@ -123,9 +146,9 @@ class ConfusionMatrix:
         return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
 
     def miou(self, classes: Sequence[int] | None = None) -> float:
-        """Mean IoU over `classes` (default: the 11 named classes), NaNs left out."""
+        """Mean IoU over `classes` (default: the headline classes), NaNs left out."""
         if classes is None:
-            classes = NAMED_CLASSES if self.num_classes == NUM_CLASSES else range(self.num_classes)
+            classes = self.headline
         values = self.iou[list(classes)]
         return values.nanmean().item() if not values.isnan().all() else math.nan
 
@@ -145,7 +168,7 @@ class ConfusionMatrix:
         }
 
     def table(self) -> str:
-        """Markdown table: per-class IoU, then mIoU (11), mIoU (all) and pixel accuracy."""
+        """Markdown table: per-class IoU, then mIoU (headline), mIoU (all), pixel accuracy."""
         return summary_table(self.summary())
 
 
@@ -189,6 +212,23 @@ def predict_ids(model: nn.Module, images: torch.Tensor, size: tuple[int, int] | 
     return out.argmax(dim=1)
 
 
+def dataset_label_set(dataset: Dataset) -> LabelSet | None:
+    """The label set a dataset's labels are in (under Subset / ConcatDataset wrappers)."""
+    while isinstance(dataset, (Subset, ConcatDataset)):
+        dataset = dataset.dataset if isinstance(dataset, Subset) else dataset.datasets[0]
+    labels = getattr(dataset, "label_set", None)
+    return labels if isinstance(labels, LabelSet) else None
+
+
+def matrix_for(dataset: Dataset, num_classes: int) -> ConfusionMatrix:
+    """A matrix over the classes of `dataset`'s label set where it has `num_classes`
+    classes (its names, its headline classes); else a plain `num_classes` one."""
+    labels = dataset_label_set(dataset)
+    if labels is not None and labels.num_classes == num_classes:
+        return ConfusionMatrix.for_label_set(labels)
+    return ConfusionMatrix(num_classes)
+
+
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, dataset: Dataset, device: str | torch.device,
                    batch_size: int = 1, num_workers: int = 0, distributed: bool = False,
@@ -204,8 +244,10 @@ def evaluate_model(model: nn.Module, dataset: Dataset, device: str | torch.devic
     was_training = model.training
     model.eval()
     if num_classes is None:
-        num_classes = int(getattr(model, "num_classes", 12))
-    cm = ConfusionMatrix(num_classes)
+        labels = dataset_label_set(dataset)
+        num_classes = int(getattr(model, "num_classes", None)
+                          or (labels.num_classes if labels else NUM_CLASSES))
+    cm = matrix_for(dataset, num_classes)
     cm.mat = cm.mat.to(device)  # nccl reduces GPU tensors; an empty shard must match
     if distributed and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()

@@ -241,6 +241,7 @@ class SegmentationServer:
             ("resize_mode", seg.resize_mode), ("output_size", seg.output_size),
             ("num_classes", str(len(seg.class_names))),
             ("class_names", json.dumps(list(seg.class_names))),
+            ("label_set", seg.label_set_name),
             ("confidence", "offered" if seg.has_confidence else seg.confidence_note),
         ]
 

@@ -168,11 +168,12 @@ def write_frames_bag(
 
 
 def camvid_frames(root: str | Path, split: str = "test", fmt: str = "auto",
-                  limit: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rgb, label ids) of a CamVid split in sequence order, read by the core loader."""
+                  limit: int = 0, label_set=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rgb, label ids) of a CamVid (or plain folder) split in sequence order, read by the
+    core loader; the ids are `label_set`'s (camvid12 by default)."""
     from uda_seg_core.data import build_dataset
 
-    dataset = build_dataset(fmt, root, split)
+    dataset = build_dataset(fmt, root, split, label_set=label_set)
     total = len(dataset) if not limit else min(limit, len(dataset))
     for index in range(total):
         item = dataset[index]
@@ -180,9 +181,10 @@ def camvid_frames(root: str | Path, split: str = "test", fmt: str = "auto",
 
 
 def write_camvid_bag(root: str | Path, out: str | Path, *, split: str = "test",
-                     fmt: str = "auto", limit: int = 0, **kwargs) -> BagSummary:
-    """`uda-seg-bag write`: a CamVid split (either layout) as a rosbag2 directory."""
-    return write_frames_bag(camvid_frames(root, split, fmt, limit), out, **kwargs)
+                     fmt: str = "auto", limit: int = 0, label_set=None, **kwargs) -> BagSummary:
+    """`uda-seg-bag write`: a CamVid split (either layout, or a plain folder's) as a
+    rosbag2 directory, its labels in `label_set`'s ids."""
+    return write_frames_bag(camvid_frames(root, split, fmt, limit, label_set), out, **kwargs)
 
 
 def read_bag_frames(bag: str | Path) -> list[dict]:
@@ -221,9 +223,14 @@ def read_bag_frames(bag: str | Path) -> list[dict]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `uda-seg-bag write`."""
     p.add_argument("--camvid", required=True, help="CamVid root (train/ test/ ... folders)")
-    p.add_argument("--format", default="auto", choices=("auto", "camvid", "camvid_segnet"),
+    p.add_argument("--format", default="auto",
+                   choices=("auto", "camvid", "camvid_segnet", "folder"),
                    help="auto (default): read off the folder; camvid: 960x720 colour labels "
-                   "(<name>_L.png); camvid_segnet: SegNet 360x480 index labels")
+                   "(<name>_L.png); camvid_segnet: SegNet 360x480 index labels; folder: "
+                   "images/ + labels/ index PNGs")
+    p.add_argument("--label-set", default="camvid12",
+                   help="the classes the labels are written in: camvid12 (default) or the "
+                        "label set YAML the model was trained with")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="bag directory to create")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the stamps")
@@ -241,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     """`uda-seg-bag write`."""
     summary = write_camvid_bag(
         args.camvid, args.out, split=args.split, fmt=args.format, limit=args.limit,
+        label_set=args.label_set,
         fps=args.fps, storage=args.storage, compressed=args.compressed,
         start_ns=round(args.start_sec * 1e9), jpeg_quality=args.jpeg_quality,
         overwrite=args.overwrite)

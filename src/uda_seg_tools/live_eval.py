@@ -21,7 +21,8 @@ prints (and with --out writes as JSON) mIoU, pixel accuracy, per-class IoU, fram
 matched / missed, and the end-to-end latency it observed (mask arrival - header stamp,
 meaningful when the player restamps to the current time). --node-stats merges the
 node's own latency summary (the JSON its `stats_file` parameter writes at shutdown)
-when that file exists.
+when that file exists. --label-set names the classes (camvid12 by default, or the YAML the
+model was trained with and the bag written with: its names and headline classes).
 """
 from __future__ import annotations
 
@@ -44,11 +45,15 @@ PLAUSIBLE_LATENCY_S = 60.0
 class LiveEvaluation:
     """Pairs label and mask arrays by stamp and scores the pairs; knows nothing of ROS."""
 
-    def __init__(self, num_classes: int = 12, max_pending: int = MAX_PENDING):
+    def __init__(self, num_classes: int = 12, max_pending: int = MAX_PENDING, label_set=None):
+        """`label_set` (a LabelSet, 'camvid12', a YAML path or a record): score its classes
+        (names, headline classes) instead of `num_classes` plain ones."""
         # Imported here: uda_seg_core pulls in torch, which `uda-seg-bag play` never needs.
+        from uda_seg_core.labels import resolve_label_set
         from uda_seg_core.metrics import ConfusionMatrix
 
-        self.cm = ConfusionMatrix(num_classes)
+        self.cm = (ConfusionMatrix(num_classes) if label_set is None
+                   else ConfusionMatrix.for_label_set(resolve_label_set(label_set)))
         self.max_pending = max_pending
         self.labels: OrderedDict[object, np.ndarray] = OrderedDict()
         self.masks: OrderedDict[object, np.ndarray] = OrderedDict()
@@ -122,6 +127,7 @@ class LiveEvaluation:
         return {
             "miou": summary["miou"],
             "miou_12": summary["miou_12"],
+            "headline_classes": len(self.cm.headline),
             "accuracy": summary["accuracy"],
             "per_class_iou": summary["per_class_iou"],
             "pixels": summary["pixels"],
@@ -166,7 +172,8 @@ def format_result(result: dict) -> str:
             else f"{100 * value:.2f}"
 
     lines = [
-        (f"live mIoU {pct(result['miou'])} (11 classes), {pct(result['miou_12'])} (12), pixel "
+        (f"live mIoU {pct(result['miou'])} ({result.get('headline_classes', 11)} classes), "
+         f"{pct(result['miou_12'])} ({len(result['per_class_iou'])}), pixel "
          f"accuracy {pct(result['accuracy'])}"),
         (f"frames: {result['frames_matched']} matched, {result['frames_missed']} missed of "
          f"{result['frames_labelled']} labelled; {result['masks_without_label']} masks without "
@@ -231,7 +238,8 @@ def spin_until_done(executor, evaluation: LiveEvaluation, *, start: float,
 def evaluate_live(labels_topic: str = "/camera/labels",
                   mask_topic: str = "segmentation/class_mask", *, timeout: float = 120.0,
                   idle: float = 5.0, expect: int = 0, mask_qos_kind: str = "reliable",
-                  ready_file: str | Path | None = None, log=print) -> LiveEvaluation:
+                  ready_file: str | Path | None = None, log=print,
+                  label_set=None) -> LiveEvaluation:
     """Run the evaluator node until done (see the module docstring); returns its state."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -241,7 +249,7 @@ def evaluate_live(labels_topic: str = "/camera/labels",
     from uda_seg_ros.conversions import ImageConversionError, image_to_numpy
     from uda_seg_ros.transport import use_large_frame_transport
 
-    evaluation = LiveEvaluation()
+    evaluation = LiveEvaluation(label_set=label_set)
     last_message = [0.0]
     rejected = [0]
 
@@ -317,6 +325,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="", help="write the result as JSON here")
     parser.add_argument("--node-stats", default="",
                         help="the node's stats_file JSON, merged into the result if present")
+    parser.add_argument("--label-set", default="camvid12",
+                        help="the classes: camvid12 (default) or the label set YAML of the "
+                             "model and the bag")
     parser.add_argument("--ready-file", default="",
                         help="touch this file once the subscriptions exist (for scripts)")
 
@@ -324,7 +335,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     evaluation = evaluate_live(args.labels_topic, args.mask_topic, timeout=args.timeout,
                                idle=args.idle, expect=args.expect, mask_qos_kind=args.mask_qos,
-                               ready_file=args.ready_file or None)
+                               ready_file=args.ready_file or None, label_set=args.label_set)
     result = evaluation.result()
     if args.node_stats:
         merge_node_stats(result, args.node_stats)

@@ -28,6 +28,22 @@ def test_three_class_example_by_hand():
     assert cm.miou([0, 2]) == pytest.approx(0.5)
 
 
+def test_a_label_sets_headline_classes_make_the_headline_miou():
+    from uda_seg_core.labels import camvid12, parse_label_set
+
+    labels = parse_label_set({"names": ["a", "b", "c"], "palette": [[0, 0, 0]] * 3,
+                              "headline": ["a", "c"]}, "test")
+    cm = ConfusionMatrix.for_label_set(labels)
+    cm.update(torch.tensor([[0, 1, 1, 1], [2, 2, 0, 1]]),
+              torch.tensor([[0, 0, 1, 1], [2, 2, 2, 255]]))  # the hand example above
+    assert cm.miou() == pytest.approx(0.5) and cm.miou_all == pytest.approx(5 / 9)
+    assert list(cm.summary()["per_class_iou"]) == ["a", "b", "c"]
+    paper = ConfusionMatrix.for_label_set(camvid12())
+    assert paper.class_names == ConfusionMatrix().class_names and paper.headline == tuple(range(11))
+    with pytest.raises(ValueError, match=r"headline classes \[3\]"):
+        ConfusionMatrix(num_classes=3, headline=[3])
+
+
 def test_absent_class_is_nan_and_left_out_of_the_mean():
     cm = ConfusionMatrix(num_classes=3)
     cm.update(np.array([0, 0, 1]), np.array([0, 1, 1]))

@@ -249,6 +249,7 @@ def test_class_names_are_latched_and_on_diagnostics(node):
 
     found = node_values(client)
     assert json.loads(found["class_names"]) == list(CLASS_NAMES)
+    assert found["label_set"] == "camvid12"  # the set the model was trained with
     assert found["resize_mode"] == "letterbox" and found["confidence"] == "offered"
     assert found["backend"] == "onnxruntime" and found["network_size"] == f"{W}x{H}"
 

@@ -47,6 +47,23 @@ def test_matching_by_stamp_is_order_independent_and_equals_one_confusion_matrix(
     assert math.isclose(result["e2e_latency_ms"]["p50"], 25.0)
 
 
+def test_a_label_set_names_the_classes_and_its_headline():
+    """A model of a user's 3-class set is scored over its classes: its names in the
+    result, the headline mIoU over its headline classes, the text saying how many."""
+    from uda_seg_tools.live_eval import format_result
+
+    labels = {"name": "lanes", "names": ["road", "car", "other"],
+              "palette": [[1, 1, 1], [2, 2, 2], [3, 3, 3]], "headline": ["road", "car"]}
+    live = LiveEvaluation(label_set=labels)
+    label = np.array([[0, 0, 1, 2]], np.uint8)
+    live.add_label((0, 0), label)
+    live.add_mask((0, 0), np.array([[0, 0, 1, 1]], np.uint8))
+    result = live.result()
+    assert list(result["per_class_iou"]) == ["road", "car", "other"]
+    assert result["miou"] == pytest.approx((1.0 + 0.5) / 2) and result["headline_classes"] == 2
+    assert "(2 classes)" in format_result(result) and "(3)" in format_result(result)
+
+
 def test_each_mask_is_scored_against_the_label_of_its_own_stamp():
     """Mutant: off-by-one pairing (a mask scored against the label that arrived before its
     own, or the oldest label still waiting). Labels run ahead of masks here, as they do

@@ -7,9 +7,10 @@ import sys
 from uda_seg_core.checkpoint import CheckpointError
 from uda_seg_core.config import ConfigError, parse_size
 from uda_seg_core.data import FORMAT_CHOICES, DatasetFormatError
+from uda_seg_core.labels import LabelSetError
 
 # Errors a user can fix from the message alone: printed as one line, exit status 2.
-USER_ERRORS = (ConfigError, CheckpointError, DatasetFormatError)
+USER_ERRORS = (ConfigError, CheckpointError, DatasetFormatError, LabelSetError)
 
 
 def fail(command: str, exc: BaseException) -> int:

@@ -1,8 +1,10 @@
 """What every dataset loader shares: the error type, file pairing and reading, and the
 `SegmentationDataset` base class (images paired with label files, sequence filters).
 
-Formats (camvid.py, idda.py) subclass `SegmentationDataset` and say how a label file maps
-to the 12 class ids; `uda_seg_core.data.build_dataset` opens a folder in any of them.
+Formats (camvid.py, idda.py, folder.py) subclass `SegmentationDataset` and say how a label
+file maps to train ids, through the map of their format in the dataset's label set
+(`labels.LabelSet`; the paper's 12 classes unless one is given);
+`uda_seg_core.data.build_dataset` opens a folder in any of them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
+
+from uda_seg_core.labels import LabelSet, camvid12
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,12 @@ def read_unchanged(path: Path) -> np.ndarray:
     return data
 
 
+def read_split_list(path: Path) -> list[str]:
+    """A `<split>.txt` stem list: one stem or file name per line, '#' comments."""
+    return [Path(line.strip()).stem for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
 def sequence_of(name: str) -> str:
     """The sequence a frame belongs to: CamVid's '0016E5_07959' -> '0016E5'."""
     return name.split("_", 1)[0]
@@ -114,15 +124,17 @@ def select_sequences(names: Sequence[str], specs: Sequence[str]) -> list[str]:
 class SegmentationDataset(Dataset):
     """Images paired with label files; subclasses say how a label maps to class ids.
 
-    Unknown colours or ids become Background; the first file that has any is named in
-    one warning per dataset, and all are counted in `unknown_pixels` (per process: each
-    DataLoader worker counts its own).
+    Colours or ids the label set's map does not list become its fallback (Background for
+    the paper's set); the first file that has any is named in one warning per dataset, and
+    all are counted in `unknown_pixels` (per process: each DataLoader worker counts its own).
     """
 
     kind = "dataset"  # used in messages
+    fallback = "Background"  # what unknown colours or ids become, in words
 
     def __init__(self, names: list[str], image_paths: dict[str, Path], label_paths: dict[str, Path],
-                 transform: Callable | None = None, limit: int = 0, with_labels: bool = True):
+                 transform: Callable | None = None, limit: int = 0, with_labels: bool = True,
+                 label_set: LabelSet | None = None):
         if limit:
             names = names[:limit]
         self.names = names
@@ -130,6 +142,7 @@ class SegmentationDataset(Dataset):
         self.label_paths = label_paths
         self.transform = transform
         self.with_labels = with_labels
+        self.label_set = label_set or camvid12()  # the classes its labels are mapped to
         self.unknown_pixels = 0
         self._warned = False
 
@@ -176,8 +189,8 @@ class SegmentationDataset(Dataset):
         if not self._warned:
             self._warned = True
             log.warning("%s: %d pixels with a %s not in the %s label table were mapped to "
-                        "Background; later ones in this dataset are only counted (unknown_pixels)",
-                        path, n, self.unknown_what, self.kind)
+                        "%s; later ones in this dataset are only counted (unknown_pixels)",
+                        path, n, self.unknown_what, self.kind, self.fallback)
 
     unknown_what = "value"
 

@@ -1,4 +1,4 @@
-"""CamVid in either of its two published layouts, read unchanged into the 12 classes.
+"""CamVid in either of its two published layouts, read unchanged into a label set's classes.
 
 Colour layout (960x720, 32 colours): `train/ val/ test/` images, `train_labels/ val_labels/
 test_labels/` with `<name>_L.png` RGB labels, and `class_dict.csv` (`name,r,g,b[,class_11]`).
@@ -9,6 +9,9 @@ used, then the built-in 32-colour table.
 SegNet layout (480x360): `train/ trainannot/ val/ valannot/ test/ testannot/`, integer
 labels 0 Sky ... 10 Bicyclist, 11 Unlabelled, remapped to the paper's order.
 
+That is the paper's set (`labels.camvid12`); with another label set, colour names map
+through its `camvid` map and SegNet ids through its `camvid_segnet` map.
+
     from uda_seg_core.data import build_dataset
     ds = build_dataset("camvid", "data/CamVid", "train+val")
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +35,13 @@ from uda_seg_core.data.base import (
 from uda_seg_core.data.formats import layout_hint
 from uda_seg_core.labels import (
     BACKGROUND,
+    CAMVID_COLOURS,
     CAMVID_NAME_TO_CLASS,
-    camvid_colour_to_class,
-    camvid_rgb_to_ids,
-    colour_table_lut,
-    segnet_to_ids,
+    LabelSet,
+    camvid12,
+    colour_tables,
+    map_colour_label,
+    map_index_label,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 LABEL_SUFFIX = "_L"
 SPLITS = ("train", "val", "test")
 _CLASS_BY_LOWER_NAME = {name.lower(): cls for name, cls in CAMVID_NAME_TO_CLASS.items()}
+ClassOf = Callable[[str], int]  # a CamVid colour name -> train id
 
 
 def class_of_camvid_name(name: str) -> int:
@@ -62,8 +69,9 @@ def _colour(values: list[str], path: Path, line: int) -> tuple[int, int, int]:
     return rgb  # type: ignore[return-value]
 
 
-def read_class_dict(path: Path) -> dict[tuple[int, int, int], int]:
-    """`class_dict.csv` (`name,r,g,b[,class_11]`) -> colour -> class id."""
+def read_class_dict(path: Path, class_of: ClassOf = class_of_camvid_name
+                    ) -> dict[tuple[int, int, int], int]:
+    """`class_dict.csv` (`name,r,g,b[,class_11]`) -> colour -> class id (`class_of` a name)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     if not rows:
@@ -78,7 +86,7 @@ def read_class_dict(path: Path) -> dict[tuple[int, int, int], int]:
         if len(row) < 4:
             raise DatasetFormatError(f"{path}, line {line}: expected name,r,g,b, got {row}")
         rgb = _colour(row[1:4], path, line)
-        cls = class_of_camvid_name(row[0])
+        cls = class_of(row[0])
         if table.get(rgb, cls) != cls:
             raise DatasetFormatError(f"{path}, line {line}: colour {rgb} is listed twice "
                                      f"for different classes")
@@ -86,7 +94,8 @@ def read_class_dict(path: Path) -> dict[tuple[int, int, int], int]:
     return table
 
 
-def read_label_colors_txt(path: Path) -> dict[tuple[int, int, int], int]:
+def read_label_colors_txt(path: Path, class_of: ClassOf = class_of_camvid_name
+                          ) -> dict[tuple[int, int, int], int]:
     """The original release's `label_colors.txt` (`r g b<TAB>name`) -> colour -> class id."""
     table: dict[tuple[int, int, int], int] = {}
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -95,26 +104,27 @@ def read_label_colors_txt(path: Path) -> dict[tuple[int, int, int], int]:
             continue
         if len(parts) < 4:
             raise DatasetFormatError(f"{path}, line {line}: expected 'r g b name', got {text!r}")
-        table[_colour(parts[:3], path, line)] = class_of_camvid_name(parts[3])
+        table[_colour(parts[:3], path, line)] = class_of(parts[3])
     return table
 
 
-def colour_table(root: Path) -> tuple[dict[tuple[int, int, int], int], str]:
+def colour_table(root: Path, class_of: ClassOf = class_of_camvid_name
+                 ) -> tuple[dict[tuple[int, int, int], int], str]:
     """The colour -> class table of a CamVid root, and where it came from."""
     if (root / "class_dict.csv").is_file():
-        return read_class_dict(root / "class_dict.csv"), "class_dict.csv"
+        return read_class_dict(root / "class_dict.csv", class_of), "class_dict.csv"
     if (root / "label_colors.txt").is_file():
-        return read_label_colors_txt(root / "label_colors.txt"), "label_colors.txt"
+        return read_label_colors_txt(root / "label_colors.txt", class_of), "label_colors.txt"
     log.info("%s has no class_dict.csv or label_colors.txt; using the built-in 32 CamVid colours",
              root)
-    return camvid_colour_to_class(), "built-in CamVid"
+    return {rgb: class_of(name) for name, rgb in CAMVID_COLOURS.items()}, "built-in CamVid"
 
 
 class CamVid(SegmentationDataset):
     """One or more CamVid splits; `names` in sequence/frame order (e.g. 0001TP_006690)."""
 
     def __init__(self, root: str | Path, splits: list[str], layout: str = "colour", transform=None,
-                 limit: int = 0, with_labels: bool = True):
+                 limit: int = 0, with_labels: bool = True, label_set: LabelSet | None = None):
         self.root = Path(root)
         if layout not in ("colour", "segnet"):
             raise ValueError(f"layout must be 'colour' or 'segnet', got {layout!r}")
@@ -122,10 +132,16 @@ class CamVid(SegmentationDataset):
         fmt = "camvid" if layout == "colour" else "camvid_segnet"
         self.kind = f"CamVid {layout}"
         self.unknown_what = "colour" if layout == "colour" else "value"
+        label_set = label_set or camvid12()
+        if with_labels:
+            mapping = label_set.label_map(fmt)
+            self.fallback = label_set.fallback_name(fmt)
         if layout == "colour" and with_labels:
-            table, self.table_source = colour_table(self.root)
-            self.lut = colour_table_lut(table)
+            table, self.table_source = colour_table(self.root, mapping.class_of_name)
+            self.tables = colour_tables(table, mapping.unknown)
             self.kind = f"CamVid ({self.table_source})"
+        elif with_labels:
+            self.tables = mapping.index_tables()
         images: dict[str, Path] = {}
         labels: dict[str, Path] = {}
         for split in splits:
@@ -137,7 +153,7 @@ class CamVid(SegmentationDataset):
             images.update(split_images)
             labels.update(split_labels)
         names = sorted(images, key=natural_key)
-        super().__init__(names, images, labels, transform, limit, with_labels)
+        super().__init__(names, images, labels, transform, limit, with_labels, label_set)
 
     def _label_dir(self, split: str) -> Path:
         return self.root / (f"{split}_labels" if self.layout == "colour" else f"{split}annot")
@@ -180,7 +196,7 @@ class CamVid(SegmentationDataset):
                                          f"layout has RGB labels (is this the SegNet layout? use "
                                          f"camvid_segnet)")
             rgb = np.ascontiguousarray(data[..., 2::-1])  # BGR(A) -> RGB
-            return camvid_rgb_to_ids(rgb, self.lut)
+            return map_colour_label(rgb, self.tables)
         if data.ndim == 3:
             grey = data[..., 0]
             if not (np.array_equal(grey, data[..., 1]) and np.array_equal(grey, data[..., 2])):
@@ -188,4 +204,4 @@ class CamVid(SegmentationDataset):
                                          f"integer labels 0-11 (is this the colour layout? use "
                                          f"camvid)")
             data = data[..., 0]
-        return segnet_to_ids(data)
+        return map_index_label(data, self.tables)

@@ -19,15 +19,18 @@ FORMATS = tuple(f for f in FORMAT_CHOICES if f != "auto")  # the layouts the loa
 
 
 def detect_formats(root: str | Path) -> list[str]:
-    """Every layout a folder shows signs of: 'idda' (rgb/ + labels/), 'camvid_segnet'
-    (<split>annot/), 'camvid' (<split>_labels/ or class_dict.csv), or 'synthetic' (a
-    make-synthetic output holding idda/ and camvid/). More than one means ambiguous."""
+    """Every layout a folder shows signs of: 'idda' (rgb/ + labels/), 'folder' (images/ +
+    labels/), 'camvid_segnet' (<split>annot/), 'camvid' (<split>_labels/ or
+    class_dict.csv), or 'synthetic' (a make-synthetic output holding idda/ and camvid/).
+    More than one means ambiguous."""
     root = Path(root)
     if (root / "idda" / "rgb").is_dir() and (root / "camvid").is_dir():
         return ["synthetic"]
     found = []
     if (root / "rgb").is_dir() and (root / "labels").is_dir():
         found.append("idda")
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        found.append("folder")
     if any((root / f"{s}annot").is_dir() for s in ("train", "val", "test")):
         found.append("camvid_segnet")
     if any((root / f"{s}_labels").is_dir() for s in ("train", "val", "test")) or (
@@ -68,8 +71,8 @@ def resolve_format(fmt: str, root: str | Path) -> str:
                                  f"({holds}); give the format explicitly")
     raise DatasetFormatError(
         f"cannot tell the layout of {root} ({holds}); expected CamVid colour (train/ + "
-        f"train_labels/ or class_dict.csv), CamVid SegNet (train/ + trainannot/) or IDDA "
-        f"(rgb/ + labels/)")
+        f"train_labels/ or class_dict.csv), CamVid SegNet (train/ + trainannot/), IDDA "
+        f"(rgb/ + labels/) or a plain folder (images/ + labels/)")
 
 
 def layout_hint(root: Path, wanted: str) -> str:

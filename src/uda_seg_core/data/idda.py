@@ -1,4 +1,4 @@
-"""IDDA (CARLA-rendered) in its released layout, read unchanged into the 12 classes.
+"""IDDA (CARLA-rendered) in its released layout, read unchanged into a label set's classes.
 
     IDDA/rgb/<stem>.jpg          images
     IDDA/labels/<stem>.png       RGBA (or RGB) labels; the IDDA id 0-26 is in the red channel
@@ -6,7 +6,8 @@
 
 Ids map to the paper's classes with `labels.IDDA_TO_CLASS` (13 ids keep a named class,
 the others and any value >= 27 are Background). `classes_info.json` is checked against
-that mapping and a disagreement is logged; it is optional.
+that mapping and a disagreement is logged; it is optional. With another label set the
+ids map through its `idda` map.
 
 IDDA has no official splits. `split` names a stem list `<root>/<split>.txt` (one stem or
 file name per line); without such a file, 'train' and 'all' mean every image.
@@ -30,10 +31,11 @@ from uda_seg_core.data.base import (
     list_names,
     natural_key,
     pair_by_name,
+    read_split_list,
     read_unchanged,
 )
 from uda_seg_core.data.formats import layout_hint
-from uda_seg_core.labels import BACKGROUND, IDDA_TO_CLASS, idda_to_ids
+from uda_seg_core.labels import BACKGROUND, IDDA_TO_CLASS, LabelSet, camvid12, map_index_label
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +76,6 @@ def check_label2camvid(info: dict, path: Path) -> list[int]:
     return differ
 
 
-def read_split_list(path: Path) -> list[str]:
-    return [Path(line.strip()).stem for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
-
-
 class IDDA(SegmentationDataset):
     """IDDA images and labels paired by stem; `names` sorted naturally."""
 
@@ -86,8 +83,14 @@ class IDDA(SegmentationDataset):
     unknown_what = "id (>= 27)"
 
     def __init__(self, root: str | Path, splits: list[str], transform=None, limit: int = 0,
-                 with_labels: bool = True):
+                 with_labels: bool = True, label_set: LabelSet | None = None):
         self.root = Path(root)
+        label_set = label_set or camvid12()
+        if with_labels:
+            self.tables = label_set.label_map("idda").index_tables()
+            self.fallback = label_set.fallback_name("idda")
+            if not label_set.is_preset:
+                self.unknown_what = "value"
         image_dir, label_dir = self.root / "rgb", self.root / "labels"
         for folder in (image_dir, label_dir) if with_labels else (image_dir,):
             if not folder.is_dir():
@@ -98,7 +101,8 @@ class IDDA(SegmentationDataset):
         self.classes_info = read_classes_info(info_path) if info_path.is_file() else {}
         if not info_path.is_file():
             log.info("%s not found; using the paper's IDDA mapping", info_path)
-        check_label2camvid(self.classes_info, info_path)
+        if label_set.is_preset:  # its label2camvid is about the paper's classes
+            check_label2camvid(self.classes_info, info_path)
         images = {p.stem: p for p in image_files(image_dir)}
         if not images:
             raise DatasetFormatError(f"{image_dir} holds no images (.jpg, .png)")
@@ -108,7 +112,7 @@ class IDDA(SegmentationDataset):
             pair_by_name(images, labels, image_dir, label_dir,
                          "Each rgb/<stem>.jpg needs labels/<stem>.png.")
         names = self._select(sorted(images, key=natural_key), splits)
-        super().__init__(names, images, labels, transform, limit, with_labels)
+        super().__init__(names, images, labels, transform, limit, with_labels, label_set)
 
     def _select(self, names: list[str], splits: list[str]) -> list[str]:
         chosen: list[str] = []
@@ -137,5 +141,5 @@ class IDDA(SegmentationDataset):
                 raise DatasetFormatError(f"label {path} has {data.shape[2]} channels; expected "
                                          f"RGB(A) with the IDDA id in red")
             data = data[..., 2]  # OpenCV stores BGR(A): index 2 is red
-        return idda_to_ids(np.ascontiguousarray(data))
+        return map_index_label(np.ascontiguousarray(data), self.tables)
 

@@ -3,10 +3,12 @@
     uda-seg preview data/synthetic                      # both domains of a make-synthetic output
     uda-seg preview data/CamVid --split test --n 6 --out camvid.png
     uda-seg preview data/IDDA --format idda
+    uda-seg preview data/lanes --label-set lanes.yaml   # a plain folder, in the set's colours
 
 The format is detected from the folder (make-synthetic output, IDDA, CamVid colour or
 SegNet layout) unless --format says it. Rows are samples spread evenly over the split,
-so every sequence shows up; labels are drawn in the paper's 12-class palette.
+so every sequence shows up; labels are drawn in the label set's colours (by default the
+paper's 12-class palette).
 
 `channel_stats(dataset, n)` measures the appearance of a domain (per-channel mean and
 std, saturation, gradient energy, high-frequency energy) so two domains can be compared.
@@ -85,7 +87,9 @@ def preview_columns(dataset, n: int, height: int = TILE_HEIGHT) -> np.ndarray:
     for i in spread(len(dataset), n):
         image, label = dataset.load(i)
         img = _caption(_tile(image, height), dataset.names[i])
-        lab = _tile(ids_to_rgb(label), height) if label is not None else np.zeros_like(img)
+        colours = ids_to_rgb(label, dataset.label_set.palette_array()) if label is not None \
+            else None
+        lab = _tile(colours, height) if colours is not None else np.zeros_like(img)
         rows.append(np.concatenate([img, np.full((height, 2, 3), 255, np.uint8), lab], axis=1))
     if not rows:
         raise DatasetFormatError("nothing to preview: the dataset is empty")
@@ -94,19 +98,20 @@ def preview_columns(dataset, n: int, height: int = TILE_HEIGHT) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def open_for_preview(root: Path, fmt: str, split: list[str] | None):
-    if fmt == "idda":
-        return build_dataset("idda", root, split or ["all"])
+def open_for_preview(root: Path, fmt: str, split: list[str] | None, label_set=None):
+    if fmt in ("idda", "folder"):
+        return build_dataset(fmt, root, split or ["all"], label_set=label_set)
     if split is None:
         label_dir = "{}_labels" if fmt == "camvid" else "{}annot"
         split = [s for s in CAMVID_SPLITS
                  if (root / s).is_dir() and (root / label_dir.format(s)).is_dir()]
-    return build_dataset(fmt, root, split)
+    return build_dataset(fmt, root, split, label_set=label_set)
 
 
 def make_preview(root: str | Path, out: str | Path, fmt: str = "auto",
-                 split: list[str] | None = None, n: int = 8) -> Path:
-    """Write the grid PNG for a dataset root or a make-synthetic output; returns its path."""
+                 split: list[str] | None = None, n: int = 8, label_set=None) -> Path:
+    """Write the grid PNG for a dataset root or a make-synthetic output; returns its path.
+    `label_set`: the classes the labels map to (`labels.resolve_label_set`; camvid12)."""
     root, out = Path(root), Path(out)
     if fmt == "auto":
         fmt = "synthetic" if detect_format(root) == "synthetic" else resolve_format("auto", root)
@@ -118,7 +123,7 @@ def make_preview(root: str | Path, out: str | Path, fmt: str = "auto",
                  for p in parts]
         grid = np.concatenate([parts[0], np.full((h, 6, 3), 255, np.uint8), parts[1]], axis=1)
     else:
-        grid = preview_columns(open_for_preview(root, fmt, split), n)
+        grid = preview_columns(open_for_preview(root, fmt, split, label_set), n)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid[..., ::-1]):
         raise OSError(f"could not write {out}")

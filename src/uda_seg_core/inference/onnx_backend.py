@@ -210,10 +210,12 @@ class OnnxRuntimeBackend:
         names = list(self.metadata.get("class_names", CLASS_NAMES))
         palette = np.asarray(self.metadata.get("palette", PALETTE[: len(names)].tolist()),
                              dtype=np.uint8)
+        label_set = self.metadata.get("label_set")
         self.info = ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
                               mean=list(self.metadata.get("mean", IMAGENET_MEAN)),
                               std=list(self.metadata.get("std", IMAGENET_STD)),
-                              source=str(self.path), input_size=recorded_size(self.input_size))
+                              source=str(self.path), input_size=recorded_size(self.input_size),
+                              label_set=label_set if isinstance(label_set, dict) else None)
         logits = [o for o in outputs if len(o.shape) == 4]
         self.logits_name = (outputs[0].name if self.output_kind == "logits" else
                             next((o.name for o in logits if o.name == LOGITS_OUTPUT), None))

@@ -44,7 +44,7 @@ import numpy as np
 
 from uda_seg_core.config import InferenceConfig, Normalisation
 from uda_seg_core.inference.latency import LatencyTracker, TrackerGroup
-from uda_seg_core.labels import IGNORE_INDEX, ids_to_rgb
+from uda_seg_core.labels import CLASS_NAMES, IGNORE_INDEX, NAMED_CLASSES, PRESET, ids_to_rgb
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_INPUT_SIZE = (360, 480)  # CamVid's frames; a model that records no size runs at this
@@ -75,9 +75,25 @@ class ModelInfo:
     # (height, width) the model is meant to run at, where its file records one (an exported
     # model's metadata 'input_size', a checkpoint's inference.input_size); None: it does not
     input_size: tuple[int, int] | None = None
+    # the label set the model was trained with (`labels.LabelSet.to_record`: headline
+    # classes, dataset maps), where its file records one; None: a file from before label
+    # sets, whose classes are the paper's
+    label_set: dict | None = None
 
     def normalisation(self) -> Normalisation:
         return Normalisation(tuple(self.mean), tuple(self.std))
+
+    def label_set_name(self) -> str:
+        return str((self.label_set or {}).get("name") or PRESET)
+
+    def headline_classes(self) -> list[int]:
+        """The classes a headline mIoU of this model averages: its label set's; for a file
+        without one, the paper's 11 named classes where it has the 12 classes, else all."""
+        names = list(self.class_names)
+        recorded = (self.label_set or {}).get("headline")
+        if recorded and all(n in names for n in recorded):
+            return sorted(names.index(n) for n in recorded)
+        return list(NAMED_CLASSES) if tuple(names) == CLASS_NAMES else list(range(len(names)))
 
 
 class Backend(Protocol):
@@ -280,6 +296,8 @@ class Segmenter:
         self.class_names = list(info.class_names)
         self.palette = np.asarray(info.palette, dtype=np.uint8)
         self.normalisation = info.normalisation()
+        self.label_set_name = info.label_set_name()  # the set the model was trained with
+        self.headline_classes = info.headline_classes()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "fp32",

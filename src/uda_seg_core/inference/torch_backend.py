@@ -149,15 +149,17 @@ def check_class_count(outputs: int, info: ModelInfo, model_config: dict,
 
 
 def info_from_checkpoint(ckpt: dict, path: str | Path = "") -> ModelInfo:
-    """Class names, palette and normalisation stored in a uda_seg checkpoint."""
+    """Class names, palette, label set and normalisation stored in a uda_seg checkpoint."""
     names = list(ckpt.get("class_names") or CLASS_NAMES)
     palette = ckpt.get("palette")
     palette = PALETTE[: len(names)] if palette is None else np.asarray(palette, dtype=np.uint8)
     size = (ckpt.get("config") or {}).get("inference", {}).get("input_size")
+    label_set = ckpt.get("label_set")
     return ModelInfo(class_names=names, palette=palette.reshape(-1, 3),
                      mean=list(ckpt.get("mean", IMAGENET_MEAN)),
                      std=list(ckpt.get("std", IMAGENET_STD)), source=str(path),
-                     input_size=recorded_size(size))
+                     input_size=recorded_size(size),
+                     label_set=label_set if isinstance(label_set, dict) else None)
 
 
 class BackendModule(torch.nn.Module):

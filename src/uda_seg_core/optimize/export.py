@@ -15,6 +15,7 @@ Two output modes:
 - 'logits': (N, C, H, W) float32 scores (for ensembling, confidence, or other argmaxes).
 
 The file is self-describing: `metadata_props` hold JSON strings for class names, palette,
+the label set (`label_set`, its `headline_classes`, the `ignore_index` of the masks),
 normalisation (mean/std on the 0-1 scale, RGB), input size and output kind, so the
 ONNX Runtime backend of `Segmenter` (and the ROS node) loads a .onnx with no flags.
 Batch, height and width are dynamic by default (the same file serves any camera size;
@@ -45,6 +46,7 @@ from torch import nn
 from uda_seg_core.config import DataConfig, Normalisation, parse_size
 from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, eval_transform, natural_key, read_rgb
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
+from uda_seg_core.labels import IGNORE_INDEX
 from uda_seg_core.models import class_ids, load_model
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,13 @@ def metadata_from_checkpoint(ckpt: dict, mode: str, size: tuple[int, int],
         "backbone": model_cfg.get("backbone", ""),
         "num_classes": int(model_cfg.get("num_classes", len(ckpt["class_names"]))),
     }
+    if isinstance(ckpt.get("label_set"), dict):  # the classes the weights were trained on
+        labels = ckpt["label_set"]
+        names = values["class_names"]
+        values["label_set"] = labels
+        values["headline_classes"] = [names.index(n) for n in labels.get("headline", names)
+                                      if n in names]
+        values["ignore_index"] = IGNORE_INDEX
     if "pruning" in ckpt:
         values["pruning"] = ckpt["pruning"]
     return {key: json.dumps(value) for key, value in values.items()}

@@ -6,7 +6,7 @@
 
 `LoaderCycle` positions a stream by the global iteration, so a resumed run reads exactly
 the batch the uninterrupted one would have read; the shorter domain simply repeats.
-`resolve_data` checks the folders before a run writes anything.
+`resolve_data` checks the folders and the label set before a run writes anything.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from uda_seg_core.data import (
     set_epoch,
 )
 from uda_seg_core.data.transforms import build_transforms
+from uda_seg_core.labels import LabelSetError, resolve_label_set
 from uda_seg_core.runtime import DistInfo
 
 
@@ -106,7 +107,8 @@ def build_train_dataset(cfg: Config, fmt: str, root: str, seed: int, with_labels
     transform = build_transforms(cfg.augmentation, cfg.data, train=True, seed=seed,
                                  normalisation=input_normalisation(cfg))
     return build_dataset(fmt, root, cfg.data.train_splits, transform=transform,
-                         limit=cfg.data.limit, with_labels=with_labels, sequences=sequences or ())
+                         limit=cfg.data.limit, with_labels=with_labels, sequences=sequences or (),
+                         label_set=cfg.data.label_set)
 
 
 def source_loader(cfg: Config, dist: DistInfo) -> LoaderCycle:
@@ -133,15 +135,33 @@ def target_split(cfg: Config, split: str) -> Dataset:
                       normalisation=input_normalisation(cfg), limit=cfg.data.limit)
 
 
+def resolve_run_label_set(cfg: Config) -> None:
+    """data.label_set read (a YAML file becomes the set itself, in the config), checked
+    against model.num_classes and against the formats whose labels the run reads."""
+    d = cfg.data
+    try:
+        labels = resolve_label_set(d.label_set, cfg.model.num_classes)
+        labels.label_map(d.source_format)
+        labels.label_map(d.target_format)
+    except LabelSetError as exc:
+        raise ConfigError(str(exc)) from None
+    if not labels.is_preset:
+        d.label_set = labels.to_record()
+
+
 def resolve_data(cfg: Config) -> bool:
     """Before anything is written: read 'auto' formats off the folders (the resolved
     format is what config.yaml records), check that the target val split exists (model
     selection needs it) and say whether the target has a test split. A dataset without
     one (a user's own train/val data, or CamVid with its test split withheld) trains,
-    selects on val and reports val; its metrics.json says the test was skipped."""
+    selects on val and reports val; its metrics.json says the test was skipped.
+
+    A label set given as a YAML file is read here and recorded in the config itself, so
+    the run's config.yaml and checkpoints carry the classes it trained on."""
     d = cfg.data
     d.source_format = resolve_format(d.source_format, d.source_root)
     d.target_format = resolve_format(d.target_format, d.target_root)
+    resolve_run_label_set(cfg)
     if not has_split(d.target_format, d.target_root, d.val_split):
         raise ConfigError(f"data.val_split={d.val_split!r} not found (with labels) in "
                           f"{d.target_root}: model selection needs a labelled target val split")

@@ -157,7 +157,7 @@ def evaluate_candidate(p: Plan, stages: Stages, c: Candidate | None, dataset,
     result = p.work / "eval" / f"{name}.json"
 
     def action() -> None:
-        cm = evaluate_model(module(), dataset, "cpu", num_classes=12)
+        cm = evaluate_model(module(), dataset, "cpu")  # the checkpoint's classes
         atomic_write_json(result, {**cm.summary(), "images": len(dataset)})
         p.work_done["evaluated"] += 1
 
