@@ -168,6 +168,12 @@ class TrainConfig:
     # the term of eq. 4: dice (eq. 3 as the paper writes it) | dice_per_class | ce | ce+dice |
     # ohem (cross entropy on the hard pixels, as BiSeNet's authors train)
     loss: SegmentationLossName = "dice"
+    # per-class weights of the cross-entropy terms: none | median_frequency (each class
+    # weighted by median class frequency / its frequency in the labelled training frames,
+    # as SegNet trains on CamVid: thin classes count); the weights are computed once before
+    # the run and recorded in class_weights
+    class_balance: Literal["none", "median_frequency"] = "none"
+    class_weights: list[float] = field(default_factory=list)  # [] = unweighted, or set
     seed: int = 0
     # a uda_seg checkpoint (unpruned, same backbone and classes) whose weights start the
     # segmentation network instead of random init: adaptation as a second stage after

@@ -65,11 +65,18 @@ def dice_loss(
 
 
 def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor,
-                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-wise cross entropy (ignored pixels excluded); 0 when no pixel is valid."""
+                       ignore_index: int = IGNORE_INDEX,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel-wise cross entropy (ignored pixels excluded; `weight` per class, normalised
+    by the weights of the valid pixels as torch does); 0 when no pixel is valid."""
     if not bool((target != ignore_index).any()):
         return logits.float().sum() * 0
-    return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index)
+    return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index,
+                           weight=_on(weight, logits))
+
+
+def _on(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if weight is None else weight.to(device=like.device, dtype=torch.float32)
 
 
 OHEM_THRESHOLD = 0.7  # a pixel whose true-class probability is below this is "hard"
@@ -78,31 +85,42 @@ OHEM_MIN_FRACTION = 1 / 16  # at least this share of the valid pixels is always 
 
 def ohem_cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor,
                             ignore_index: int = IGNORE_INDEX,
+                            weight: torch.Tensor | None = None,
                             threshold: float = OHEM_THRESHOLD,
                             min_fraction: float = OHEM_MIN_FRACTION) -> torch.Tensor:
     """Cross entropy over the hard pixels only (online hard example mining, as BiSeNet's
     authors train it): pixels whose true-class probability is below `threshold`, and at
     least the `min_fraction` of valid pixels with the largest losses. Road and sky pixels
-    the network already gets right stop diluting the gradient of poles and signs."""
+    the network already gets right stop diluting the gradient of poles and signs. With a
+    class `weight`, each pixel's loss is weighted before the hard ones are chosen."""
     losses = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index,
-                             reduction="none").flatten()
+                             weight=_on(weight, logits), reduction="none").flatten()
     valid = (target != ignore_index).flatten()
     if not bool(valid.any()):
         return logits.float().sum() * 0
     losses = losses[valid]
     keep = max(1, int(min_fraction * losses.numel()))
-    hard = losses[losses > -math.log(threshold)]
+    if weight is not None:  # the threshold is on the unweighted loss (the probability)
+        plain = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index,
+                                reduction="none").flatten()[valid]
+        hard = losses[plain > -math.log(threshold)]
+    else:
+        hard = losses[losses > -math.log(threshold)]
     if hard.numel() < keep:
         hard = losses.topk(keep).values
     return hard.mean()
 
 
-def _dice_per_class(logits, target, ignore_index):
+def _dice(logits, target, ignore_index, weight=None):
+    return dice_loss(logits, target, ignore_index)
+
+
+def _dice_per_class(logits, target, ignore_index, weight=None):
     return dice_loss(logits, target, ignore_index, per_class=True)
 
 
-def _ce_plus_dice(logits, target, ignore_index):
-    return (cross_entropy_loss(logits, target, ignore_index)
+def _ce_plus_dice(logits, target, ignore_index, weight=None):
+    return (cross_entropy_loss(logits, target, ignore_index, weight)
             + dice_loss(logits, target, ignore_index, per_class=True))
 
 
@@ -110,7 +128,7 @@ def _ce_plus_dice(logits, target, ignore_index):
 # others are for training from random init on real data, where the literal dice (= 1 - the
 # mean true-class probability) leaves thin classes (poles, signs, bicyclists) unlearnt.
 SEGMENTATION_LOSSES = {
-    "dice": dice_loss,
+    "dice": _dice,  # class weights do not apply to the dice terms
     "dice_per_class": _dice_per_class,
     "ce": cross_entropy_loss,
     "ce+dice": _ce_plus_dice,  # cross entropy + per-class dice
@@ -124,6 +142,7 @@ def segmentation_loss(
     aux_weight: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
     loss: str = "dice",
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 4: term(main) + alpha * (term(aux16) + term(aux32)), the term being dice (eq. 3)
     unless `loss` names another entry of SEGMENTATION_LOSSES.
@@ -145,7 +164,7 @@ def segmentation_loss(
             f"{len(outputs)}"
         )
     term = SEGMENTATION_LOSSES[loss]
-    terms = [term(out, target, ignore_index) for out in outputs]
+    terms = [term(out, target, ignore_index, class_weights) for out in outputs]
     total = terms[0] + aux_weight * sum(terms[1:], torch.zeros_like(terms[0]))
     parts = {name: term.detach() for name, term in zip(names, terms)}
     parts["seg"] = total.detach()

@@ -153,3 +153,19 @@ def test_ohem_ignores_easy_pixels_and_keeps_a_minimum():
     assert ohem_cross_entropy_loss(logits, target).item() > 0
     target[:] = 255
     assert ohem_cross_entropy_loss(logits, target).item() == 0.0
+
+
+def test_class_weights_reach_every_cross_entropy_term():
+    from uda_seg_core.losses import segmentation_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4)
+    target = torch.randint(0, 3, (1, 4, 4))
+    weights = torch.tensor([1.0, 5.0, 0.5])
+    for name in ("ce", "ohem", "ce+dice"):
+        plain, _ = segmentation_loss((logits,) * 3, target, loss=name)
+        weighted, _ = segmentation_loss((logits,) * 3, target, loss=name, class_weights=weights)
+        assert weighted.item() != pytest.approx(plain.item()), name
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=weights)
+    single, _ = segmentation_loss(logits, target, loss="ce", class_weights=weights)
+    assert single.item() == pytest.approx(expected.item())

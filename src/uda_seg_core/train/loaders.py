@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -171,4 +172,29 @@ def resolve_data(cfg: Config) -> bool:
         raise ConfigError("adapt.target_loss=pseudo_label needs train.init_from: the network "
                           "whose confident target predictions become the labels (source only "
                           "for a first round)")
+    if cfg.train.class_balance != "none" and not cfg.train.class_weights:
+        cfg.train.class_weights = median_frequency_weights(cfg)
+    if cfg.train.class_weights and len(cfg.train.class_weights) != cfg.model.num_classes:
+        raise ConfigError(f"train.class_weights holds {len(cfg.train.class_weights)} weights; "
+                          f"model.num_classes is {cfg.model.num_classes}")
     return has_split(d.target_format, d.target_root, d.test_split)
+
+
+def median_frequency_weights(cfg: Config) -> list[float]:
+    """Median frequency balancing (Eigen & Fergus; SegNet's CamVid training): the weight of
+    class c is median_f / f_c, where f_c is c's pixel count over the pixels of the labelled
+    training frames that contain c. A class absent from every frame gets weight 0."""
+    d = cfg.data
+    frames = build_dataset(d.source_format, d.source_root, d.train_splits, limit=d.limit,
+                           sequences=d.source_sequences)
+    k = cfg.model.num_classes
+    counts, present_pixels = np.zeros(k), np.zeros(k)
+    for index in range(len(frames)):
+        _, label = frames.load(index)
+        hist = np.bincount(label[label < k].ravel(), minlength=k)[:k]
+        counts += hist
+        present_pixels += (hist > 0) * label.size
+    seen = counts > 0
+    freq = np.where(seen, counts / np.maximum(present_pixels, 1), 0.0)
+    median = float(np.median(freq[seen])) if seen.any() else 1.0
+    return [round(float(median / f), 4) if f > 0 else 0.0 for f in freq]

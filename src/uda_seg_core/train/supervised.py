@@ -39,8 +39,10 @@ def source_loss(model: nn.Module, batch: dict,
     images = batch["image"]
     with autocast(images.device, cfg.train.amp):
         outputs = model(images, aux_mode="train")  # (main, aux16, aux32)
+    weights = torch.tensor(cfg.train.class_weights) if cfg.train.class_weights else None
     loss, parts = segmentation_loss(tuple(o.float() for o in outputs), batch["label"],
-                                    aux_weight=cfg.train.aux_weight, loss=cfg.train.loss)
+                                    aux_weight=cfg.train.aux_weight, loss=cfg.train.loss,
+                                    class_weights=weights)
     return loss, parts, outputs[0]
 
 

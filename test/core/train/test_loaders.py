@@ -67,3 +67,44 @@ def test_missing_val_split_is_found_before_anything_is_written(tmp_path, capsys)
     assert main(["train", *tiny_overrides(tmp_path, idda, camvid)]) == 2
     assert "data.val_split='val' not found" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_median_frequency_weights_follow_the_labels_and_are_recorded(tmp_path):
+    """Class 1 covers 3/4 of a frame and class 3 one pixel in one frame: the rare class must
+    weigh far more than the common one, a class never seen weighs 0, and the weights are
+    written into the run's config.yaml (a resumed run uses the same)."""
+    import numpy as np
+    import yaml
+
+    from helpers.fixtures import write_tiny_camvid
+    from uda_seg_core.config import load_config
+    from uda_seg_core.labels import CLASS_NAMES
+    from uda_seg_core.train.loaders import median_frequency_weights, resolve_data
+
+    common = np.zeros((4, 4), np.uint8)
+    common[:3] = 1
+    rare = np.full((4, 4), 2, np.uint8)
+    rare[0, 0] = 3
+    root = write_tiny_camvid(tmp_path / "cv", {"train": ["a", "b"], "val": ["c"]},
+                             size=(4, 4), labels={"a": common, "b": rare}, layout="segnet")
+    cfg = load_config(None, [f"data.source_root={root}", f"data.target_root={root}",
+                             "train.class_balance=median_frequency"])
+    resolve_data(cfg)
+    weights = cfg.train.class_weights
+    assert weights == median_frequency_weights(cfg) and len(weights) == 12
+    # SegNet ids 0 Sky, 1 Building, 2 Pole, 3 Road. Frequencies over the frames holding
+    # each: Building 12/16, Sky 4/16, Pole 15/16, Road 1/16; their median is 0.5
+    w = {name: weights[CLASS_NAMES.index(name)] for name in CLASS_NAMES}
+    assert w["Building"] == pytest.approx(0.5 / 0.75, abs=1e-4)
+    assert w["Sky"] == pytest.approx(2.0) and w["Road"] == pytest.approx(8.0)
+    assert w["Column_Pole"] == pytest.approx(0.5 / 0.9375, abs=1e-4)
+    assert w["Fence"] == 0.0  # never labelled
+    out = tmp_path / "runs"
+    overrides = [f"data.source_root={root}", f"data.target_root={root}", "data.num_workers=0",
+                 "train.class_balance=median_frequency", "train.max_iters=1",
+                 "train.batch_size=2", "data.crop_size=[4,4]", "model.backbone=resnet18",
+                 f"train.out_dir={out}", "train.run_name=w", "train.device=cpu"]
+    from uda_seg_core.cli import main
+    assert main(["train", *overrides]) == 0
+    recorded = yaml.safe_load((out / "w" / "config.yaml").read_text())["train"]
+    assert recorded["class_weights"] == weights
