@@ -12,6 +12,8 @@ from uda_seg_core.models.backbones import (
     BACKBONES,
     EFFICIENTNET_LITES,
     PretrainedWeightsError,
+    freeze_same_padding,
+    has_dynamic_padding,
     load_backbone_weights,
     weight_package_file,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "fit_to_state_dict",
+    "freeze_same_padding",
+    "has_dynamic_padding",
     "init_from_checkpoint",
     "load_backbone_weights",
     "load_model",

