@@ -100,6 +100,9 @@ class ModelConfig:
     # how the ARM outputs reach the FFM: concat (both at 1/8, side by side) | top_down
     # (1/32 -> 1/16 -> 1/8, each step upsampled, refined by a 3x3 conv and added)
     context_fusion: Literal["concat", "top_down"] = "concat"
+    # beyond BiSeNet: width of a 1/4-resolution refinement before the classifier (the head's
+    # features fused with the context path's 1/4 features); 0 = none (the paper's BiSeNet)
+    detail_channels: int = 0
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The context paths of BiSeNet and the ImageNet weights they start from.
 
-A context path is an encoder that returns its 1/8, 1/16 and 1/32 features and says how
-wide each is (`channels8`, `channels16`, `channels32`). Two families:
+A context path is an encoder that returns its 1/4, 1/8, 1/16 and 1/32 features and says
+how wide each is (`channels4`, `channels8`, `channels16`, `channels32`). Two families:
 - torchvision ResNets (18/34/50/101): the paper's context path; random init, or a local
   torchvision state dict (`model.pretrained: path/to/resnet18.pth`, or 'torchvision' for
   torchvision's own cache). No ResNet ImageNet weights can be installed as a package.
@@ -25,7 +25,7 @@ The normalisation a backbone's weights expect travels with it (`NORMALISATION`):
 torchvision ResNets' ImageNet mean/std, EfficientNet-Lite's (x - 127) / 128.
 
     path = build_context_path("efficientnet_lite0", pretrained="imagenet")
-    feat8, feat16, feat32 = path(images)
+    feat4, feat8, feat16, feat32 = path(images)
 """
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ class PretrainedWeightsError(ValueError):
 
 
 class ResNetContextPath(nn.Module):
-    """A torchvision ResNet without its classifier; returns the 1/8, 1/16, 1/32 features.
+    """A torchvision ResNet without its classifier; returns the 1/4, 1/8, 1/16, 1/32
+    features.
 
     Submodules keep torchvision's names (conv1, bn1, layer1..layer4) so an ImageNet
     state dict loads into it unchanged (its `fc.*` entries are dropped).
@@ -105,12 +106,13 @@ class ResNetContextPath(nn.Module):
         self.channels32 = resnet.fc.in_features  # 512 (BasicBlock) or 2048 (Bottleneck)
         self.channels16 = self.channels32 // 2
         self.channels8 = self.channels32 // 4
+        self.channels4 = self.channels32 // 8
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        feat8 = self.layer2(self.layer1(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feat4 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        feat8 = self.layer2(feat4)
         feat16 = self.layer3(feat8)
-        return feat8, feat16, self.layer4(feat16)
+        return feat4, feat8, feat16, self.layer4(feat16)
 
 
 class EfficientNetLiteContextPath(nn.Module):
@@ -123,12 +125,12 @@ class EfficientNetLiteContextPath(nn.Module):
     def __init__(self, backbone: str = "efficientnet_lite0"):
         super().__init__()
         self.encoder = timm.create_model(f"tf_{backbone}", pretrained=False, features_only=True,
-                                         out_indices=(2, 3, 4), pad_type="same")
-        self.channels8, self.channels16, self.channels32 = self.encoder.feature_info.channels()
+                                         out_indices=(1, 2, 3, 4), pad_type="same")
+        (self.channels4, self.channels8, self.channels16,
+         self.channels32) = self.encoder.feature_info.channels()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        feat8, feat16, feat32 = self.encoder(x)
-        return feat8, feat16, feat32
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.encoder(x))
 
 
 def build_context_path(backbone: str, pretrained: str = "") -> nn.Module:

@@ -54,8 +54,9 @@ def lite0():
 
 def test_imagenet_weights_land_in_their_layers(lite0):
     with torch.no_grad():
-        features = lite0(pattern())
-    for feature, (shape, mean, std, values) in zip(features, GOLDEN_LITE0):
+        feat4, *features = lite0(pattern())
+    assert tuple(feat4.shape) == (1, 24, 16, 24)
+    for feature, (shape, mean, std, values) in zip(features, GOLDEN_LITE0, strict=True):
         assert tuple(feature.shape) == shape
         assert feature.mean().item() == pytest.approx(mean, abs=1e-3)
         assert feature.std().item() == pytest.approx(std, rel=1e-3)
@@ -69,7 +70,7 @@ def test_swapped_block_layers_change_the_golden_features(lite0, monkeypatch):
     monkeypatch.setattr(B, "_INVERTED_RESIDUAL", swapped)
     wrong = B.build_context_path("efficientnet_lite0", "imagenet").eval()
     with torch.no_grad():
-        good, bad = lite0(pattern())[2], wrong(pattern())[2]
+        good, bad = lite0(pattern())[-1], wrong(pattern())[-1]
     assert not torch.allclose(good, bad, atol=1e-2)
 
 
@@ -82,7 +83,7 @@ def test_every_lite_loads_every_tensor_of_its_encoder(name):
                if not k.endswith("num_batches_tracked") and not torch.equal(v, loaded[k])]
     weights = [k for k in loaded if k.endswith(".weight")]
     assert set(weights) <= set(changed)  # every conv and BN weight came from the file
-    assert path.channels8 < path.channels16 < path.channels32
+    assert path.channels4 < path.channels8 < path.channels16 < path.channels32
 
 
 def test_key_map_renames_reference_names_to_timm_layers(lite0):
@@ -289,3 +290,15 @@ def test_frozen_padding_computes_the_same_and_exports_constant_pads(tmp_path):
     pads = [n for n in graph.node if n.op_type == "Pad"]
     assert len(pads) == 5 and not any(reads_the_input(n.input[1]) for n in pads)
     assert has_dynamic_padding(model)  # the model handed to export is left as it was
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_detail_refinement_feeds_the_classifier_at_a_quarter(backbone):
+    model = BiSeNet(5, backbone=backbone, spatial_channels=[], context_channels=16,
+                    fusion_channels=16, head_channels=8, detail_channels=12).train()
+    assert model.head[-1].in_channels == 12
+    main, aux16, aux32 = model(torch.randn(2, 3, 60, 92))
+    assert main.shape == (2, 5, 60, 92)
+    main.sum().backward()
+    assert model.detail.project[0].weight.grad.abs().sum() > 0  # the 1/4 features are used
+    assert model.detail in model.module_groups()["heads"]
