@@ -62,11 +62,17 @@ def choose_threads(requested: int) -> int:
     return 1 if busy else 0
 
 
+# The network the demo trains is the shipped recipe's (model, optimiser, loss): the real-data
+# profile, with the demo's data, sizes and iteration counts on top. Its ImageNet weights come
+# from an installed package (make setup): nothing is downloaded.
+PROFILE = Path(__file__).resolve().parents[2] / "config" / "real_pretrained.yaml"
+
+
 def training_overrides(s: DemoSettings, out: Path, run_name: str, iters: int) -> list[str]:
+    """`--config PROFILE` and the demo's KEY=VALUE overrides of it, for train and adapt."""
     h, w = s.hw
     target = target_root(s, out)
     values = {
-        "model.backbone": "resnet18", "model.pretrained": "''",  # random init: nothing to download
         "data.source_format": "idda", "data.source_root": str(out / "data" / "idda"),
         "data.target_format": "auto" if s.camvid else "camvid", "data.target_root": str(target),
         "data.crop_size": f"[{h},{w}]", "data.num_workers": 0,
@@ -77,7 +83,9 @@ def training_overrides(s: DemoSettings, out: Path, run_name: str, iters: int) ->
     }
     if s.camvid:  # real frames are resized to the network size, as the sim frames are made
         values["data.eval_size"] = f"[{h},{w}]"
-    return [f"{k}={v}" for k, v in values.items()]
+    else:  # the synthetic frames are the network's size already
+        values["data.eval_size"] = "[]"
+    return ["--config", str(PROFILE), *(f"{k}={v}" for k, v in values.items())]
 
 
 def target_root(s: DemoSettings, out: Path) -> Path:
