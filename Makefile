@@ -8,7 +8,14 @@ STAMP  := $(VENV)/.uda_seg_installed
 # Small, seeded, CPU-only: the tests never need a GPU.
 PYTEST_ARGS ?= -q
 
-.PHONY: help setup test lint demo reproduce benchmark mutants clean
+.PHONY: help setup test lint demo model reproduce benchmark mutants clean
+
+# `make model` needs the labelled data: refused before the virtual environment is made
+ifneq ($(filter model,$(MAKECMDGOALS)),)
+ifeq ($(strip $(CAMVID)),)
+$(error make model needs the labelled frames: make model CAMVID=path/to/CamVid (either layout, or a folder with images/ and labels/); it writes runs/model/model.onnx)
+endif
+endif
 
 help:
 	@echo "make setup      create .venv (Python 3.11) and install torch 2.14.1 + uda_seg[train,ros,dev]"
@@ -16,6 +23,8 @@ help:
 	@echo "make lint       ruff (ruff.toml) and the import-linter layer contracts (.importlinter)"
 	@echo "make demo       synthetic data -> train/adapt -> deploy -> bag -> ROS 2 node -> live mIoU"
 	@echo "                (CAMVID=path/to/CamVid: real CamVid frames as the target and the bag)"
+	@echo "make model CAMVID=path  train the shipped recipe on labelled frames and deploy it:"
+	@echo "                runs/model/model.onnx for the node (about 30-40 min on 2 cores, resumable)"
 	@echo "make reproduce  the paper's tables and figures at the reduced synthetic profile"
 	@echo "make benchmark  inference speed of every backend and of the alternatives"
 	@echo "make mutants    targeted mutation run (metrics, conversions, adversarial step, resume)"
@@ -40,6 +49,12 @@ lint: setup
 # `make demo CAMVID=path/to/CamVid`: real CamVid frames (either layout) as the target and the bag
 demo: setup
 	$(PY) -m uda_seg_tools.demo $(if $(CAMVID),--camvid "$(CAMVID)")
+
+# `make model CAMVID=path/to/CamVid`: the shipped recipe (config/real_pretrained.yaml) trained
+# on the labelled frames and deployed into runs/model/model.onnx; rerun to resume after a stop.
+# MODEL_ARGS passes more to `uda-seg model` (e.g. MODEL_ARGS="--input-size 240x320").
+model: setup
+	$(PY) -m uda_seg_core.cli model --data "$(CAMVID)" --out runs/model $(MODEL_ARGS)
 
 reproduce: setup
 	$(PY) -m uda_seg_core.cli reproduce --out runs/reproduce

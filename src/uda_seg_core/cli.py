@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("uda_seg_core.commands.export", "export a checkpoint to ONNX (fp32 or INT8)"),
     "deploy": ("uda_seg_core.commands.deploy",
                "the fastest model (pruned, fp32 / INT8 ONNX) within an mIoU budget"),
+    "model": ("uda_seg_core.commands.model",
+              "the shipped recipe trained on labelled frames and deployed into one "
+              "model.onnx, resumable"),
     "benchmark": ("uda_seg_core.commands.benchmark",
                   "latency of every backend and of the alternatives"),
     "real-study": ("uda_seg_core.commands.real_study",
