@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
@@ -309,7 +311,18 @@ class OnnxRuntimeBackend:
             logits = np.concatenate([r[1] for r in runs])
         else:
             ids, logits = self.session.run(names, {self.input_name: batch})
-        return ids.astype(np.uint8, copy=False), max_softmax(logits)
+        return ids.astype(np.uint8, copy=False), confidence_at(max_softmax(logits), ids.shape)
+
+
+def confidence_at(confidence: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """(N, h, w) top-class probabilities at the (N, H, W) of the class ids: a pred graph's
+    second output is BiSeNet's scores at 1/8 (optimize/export.py), upsampled here
+    (bilinear, pixel centres aligned as the graph's own upsample)."""
+    height, width = int(shape[-2]), int(shape[-1])
+    if confidence.shape[-2:] == (height, width):
+        return confidence
+    return np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR)
+                     for c in confidence]).astype(np.float32, copy=False)
 
 
 def tensorrt_backend(path: str | Path, **kwargs) -> OnnxRuntimeBackend:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from uda_seg_core import runtime
 from uda_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
@@ -110,12 +111,22 @@ class TorchBackend:
         """(uint8 (N, H, W) class ids, float32 (N, H, W) probability of that class)."""
         with torch.inference_mode():
             x = self._input(batch)
-            logits = self.model(x, aux_mode="eval") if hasattr(self.model, "aux_mode") \
-                else self.model(x)
-            if isinstance(logits, dict):  # torchvision segmentation models
-                logits = logits["out"]
+            if "scores" in getattr(self.model, "AUX_MODES", ()):
+                # as the exported graph does (optimize/export.py): ids from the upsampled
+                # logits, the probability from the head's own scores, upsampled
+                scores = self.model(x, aux_mode="scores")
+                logits = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+                confidence = F.interpolate(max_softmax(scores)[:, None], size=x.shape[-2:],
+                                           mode="bilinear", align_corners=False)[:, 0]
+            else:
+                logits = self.model(x, aux_mode="eval") if hasattr(self.model, "aux_mode") \
+                    else self.model(x)
+                if isinstance(logits, dict):  # torchvision segmentation models
+                    logits = logits["out"]
+                confidence = max_softmax(logits)
             ids = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
-            return ids, max_softmax(logits).cpu().numpy()
+            return ids, confidence.float().cpu().numpy()
 
 
 def network_classes(model) -> int:

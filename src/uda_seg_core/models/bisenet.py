@@ -17,6 +17,8 @@ Output modes (`aux_mode`, attribute or `forward` argument):
     'train' -> (main, aux16, aux32) logits, all (N, C, H, W) at input resolution
     'eval'  -> logits (N, C, H, W)
     'pred'  -> class ids (N, H, W) int64 (argmax inside the graph keeps ONNX export trivial)
+    'scores' -> the classifier's output at the head's own resolution (N, C, H/8, W/8; H/4 with
+               the detail refinement), before the final upsample ('eval' is its upsample)
     None    -> 'train' while `model.training`, else 'eval'
 
     from uda_seg_core.models import BiSeNet
@@ -34,7 +36,7 @@ from torch import nn
 from uda_seg_core.config import ModelConfig
 from uda_seg_core.models.backbones import build_context_path, load_backbone_weights
 
-AUX_MODES = ("train", "eval", "pred")
+AUX_MODES = ("train", "eval", "pred", "scores")
 # How the two ARM outputs reach the FFM: 'concat' (both upsampled to 1/8 and concatenated;
 # this project's first BiSeNet) or 'top_down' (BiSeNet's own code: the 1/32 context
 # upsampled to 1/16, refined, added to the 1/16 one, upsampled to 1/8, refined)
@@ -153,6 +155,8 @@ def _upsample(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tens
 
 
 class BiSeNet(nn.Module):
+    AUX_MODES = AUX_MODES
+
     def __init__(
         self,
         num_classes: int = 12,
@@ -248,7 +252,10 @@ class BiSeNet(nn.Module):
         hidden = self.head[0](self.ffm(spatial, context))
         if self.detail is not None:
             hidden = self.detail(hidden, feat4)
-        logits = _upsample(self.head[-1](hidden), size)
+        scores = self.head[-1](hidden)  # at the head's own resolution (1/8, or 1/4 with detail)
+        if mode == "scores":
+            return scores
+        logits = _upsample(scores, size)
         if mode == "train":
             return (
                 logits,

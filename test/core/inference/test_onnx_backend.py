@@ -13,6 +13,7 @@ from uda_seg_core.inference.onnx_backend import (
     OnnxBackendError,
     OnnxRuntimeBackend,
     choose_providers,
+    confidence_at,
 )
 from uda_seg_core.optimize.export import export_checkpoint
 
@@ -103,10 +104,10 @@ def test_onnx_runtime_threads_are_stated_and_spinning_is_off_unless_asked(pred_o
 
 
 def test_confidence_comes_from_the_logits_output_and_matches_torch(ckpt, pred_onnx):
-    """A pred-mode export carries the logits its argmax reads as a second output: the
-    top-class probability from them equals the torch backend's softmax, and the ids are
-    the plain run's. Mutants: the probability of another class than the argmax's, a
-    softmax over the wrong axis (pixels instead of classes)."""
+    """A pred-mode export carries BiSeNet's scores (before the final upsample) as a second
+    output: the top-class probability from them, upsampled to the ids, equals the torch
+    backend's, and the ids are the plain run's. Mutants: the probability of another class
+    than the argmax's, a softmax over the wrong axis (pixels instead of classes)."""
     seg_ort = Segmenter.from_checkpoint(pred_onnx, device="cpu", input_size=(H, W))
     seg_pt = Segmenter.from_checkpoint(ckpt, device="cpu", input_size=(H, W))
     assert seg_ort.has_confidence and seg_pt.has_confidence
@@ -120,8 +121,10 @@ def test_confidence_comes_from_the_logits_output_and_matches_torch(ckpt, pred_on
     batch = seg_ort.preprocess(rgb)
     logits = seg_ort.backend.session.run(["logits"], {"image": batch})[0]
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    expected = (e / e.sum(axis=1, keepdims=True)).max(axis=1)[0]
-    np.testing.assert_allclose(seg_ort.infer_with_confidence(batch)[1][0], expected, rtol=1e-5)
+    expected = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+    ids, confidence = seg_ort.infer_with_confidence(batch)
+    assert logits.shape[-2:] == (ids.shape[-2] // 8, ids.shape[-1] // 8)  # BiSeNet's 1/8
+    np.testing.assert_allclose(confidence, confidence_at(expected, ids.shape), rtol=1e-5)
 
 
 def without_logits_output(src, dst):
