@@ -12,7 +12,9 @@ Rows, for each resolution (batch 1, argmax inside every graph, uint8 ids out):
   as checkpoints with --pruned, else pruned here without fine-tune); unstructured 50 %
   global L1 (the paper's kind of pruning: same dense work, for contrast);
 - torchvision's LRASPP-MobileNetV3-Large, DeepLabV3-MobileNetV3-Large and FCN-ResNet50
-  with 12 classes and random weights (what a user would pick instead; speed only).
+  with 12 classes and random weights (what a user would pick instead; speed only);
+- when the base network is not BiSeNet-R18: BiSeNet-R18 eager fp32 with random weights, the
+  yardstick (the report tells the base network's p50 as a fraction of it).
 
 Columns: latency p50/p90 (wall clock) and p50 process CPU time (which counts spinning
 worker threads too, but not time lost to other processes), throughput (1 / p50),
@@ -277,6 +279,9 @@ def contrast_cases(s: BenchmarkSettings, base: Base, eager: Case) -> list[Case]:
     cases = [Case(f"{base.name} unstructured 50%", "torch", "fp32", torch_runner(sparse),
                   eager.macs, n_params(sparse), base.miou(sparse),
                   note="global L1 zeros; dense MACs unchanged, no fine-tune", key="unstructured")]
+    yardstick = yardstick_case(base)
+    if yardstick is not None:
+        cases.append(yardstick)
     if s.alternatives:
         num_classes = int(base.ckpt["model_config"]["num_classes"])
         for alt in ALTERNATIVES:
@@ -286,6 +291,35 @@ def contrast_cases(s: BenchmarkSettings, base: Base, eager: Case) -> list[Case]:
                               macs_of(net), n_params(net), None,
                               note="torchvision, random weights (speed only)", key=alt))
     return cases
+
+
+YARDSTICK = "resnet18"  # the paper's real-time network: other networks' speed is told against it
+
+
+def yardstick_case(base: Base) -> Case | None:
+    """BiSeNet-R18 eager fp32 (random weights: speed only) when the base network is another
+    one, so that its rows can be told as a fraction of the paper's network in one run."""
+    if base.ckpt["model_config"]["backbone"] == YARDSTICK:
+        return None
+    cfg = Config()
+    cfg.model.backbone = YARDSTICK
+    cfg.model.num_classes = int(base.ckpt["model_config"]["num_classes"])
+    torch.manual_seed(0)
+    r18 = build_segmentation_model(cfg.model).eval()
+    return Case("BiSeNet-R18 eager (the paper's network)", "torch", "fp32", torch_runner(r18),
+                macs_of(r18), n_params(r18), None,
+                note="random weights (speed only): the yardstick", key="yardstick")
+
+
+def yardstick_line(rows: list[dict]) -> str | None:
+    """'p50 / BiSeNet-R18 eager p50' of the base network's rows, when the run has both."""
+    by_key = {r["key"]: r for r in rows}
+    if "yardstick" not in by_key:
+        return None
+    r18 = by_key["yardstick"]["latency_ms_p50"]
+    parts = [f"{by_key[k]['name']} {by_key[k]['latency_ms_p50'] / r18:.3f}x"
+             for k in ("eager", "ort", "int8") if k in by_key]
+    return f"p50 over BiSeNet-R18 eager fp32 ({r18:.1f} ms) in this run: " + ", ".join(parts) + "."
 
 
 def build_cases(s: BenchmarkSettings, workdir: Path, dataset) -> tuple[list[Case], dict]:
@@ -373,6 +407,8 @@ def write_report(doc: dict, out: Path) -> tuple[Path, Path]:
         eager = next((r for r in rows if r["key"] == "eager"), None)
         lines += [f"## {res}", "",
                   results_table(rows, eager["latency_ms_p50"] if eager else None), ""]
+        if (line := yardstick_line(rows)) is not None:
+            lines += [line, ""]
     atomic_write_text(md_path, "\n".join(lines))
     return json_path, md_path
 

@@ -107,3 +107,25 @@ def test_checks_apply_the_issue_targets():
 
 def test_resolution_parsing():
     assert parse_resolutions("360x480,720x960") == [(360, 480), (720, 960)]
+
+
+def test_another_backbone_is_told_against_bisenet_r18_eager(tiny_checkpoint):
+    """A network that is not BiSeNet-R18 gets the paper's network, eager fp32, as a row of
+    the same run, and the report divides its p50 by that row's. Bugs: the yardstick row
+    dropped (the ratio cannot be stated from one run), or the ratio taken the other way."""
+    from uda_seg_core.benchmark import Base, yardstick_case, yardstick_line
+    from uda_seg_core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    assert ckpt["model_config"]["backbone"] == "resnet18"
+    assert yardstick_case(Base(None, ckpt, "BiSeNet-R18", None)) is None  # no row twice
+    other = {**ckpt, "model_config": {**ckpt["model_config"], "backbone": "efficientnet_lite0"}}
+    case = yardstick_case(Base(None, other, "BiSeNet-efficientnet_lite0", None))
+    assert case.key == "yardstick" and case.runtime == "torch" and case.precision == "fp32"
+    assert case.params > 10e6  # a ResNet-18 context path, not the base network
+    rows = [{"key": "eager", "name": "B eager", "latency_ms_p50": 20.0},
+            {"key": "int8", "name": "B INT8", "latency_ms_p50": 10.0},
+            {"key": "yardstick", "name": "R18", "latency_ms_p50": 100.0}]
+    line = yardstick_line(rows)
+    assert "B eager 0.200x" in line and "B INT8 0.100x" in line and "(100.0 ms)" in line
+    assert yardstick_line(rows[:2]) is None
