@@ -1,6 +1,6 @@
 """Summarise finished training runs: val mIoU at every validation, the best one, per-class
 IoU, seconds per iteration and wall time, and the mean +- standard deviation over runs
-(seeds), as one JSON and one markdown table.
+(seeds) when the runs are seeds of one recipe, as one JSON and one markdown table.
 
     .venv/bin/python benchmarks/summarise_runs.py runs/pretrained/upper_s0 \\
         runs/pretrained/upper_s1 runs/pretrained/upper_s2 \\
@@ -48,8 +48,9 @@ def run_summary(run_dir: Path) -> dict:
         "best_iteration": best["iteration"],
         "final_per_class_iou": {k: round(100 * v, 1) for k, v in final["per_class_iou"].items()},
         "model": config["model"],
-        "train": {k: config["train"][k] for k in ("optimizer", "lr", "loss", "aux_weight",
-                                                  "batch_size", "max_iters")},
+        "train": {k: config["train"].get(k) for k in ("optimizer", "lr", "loss", "aux_weight",
+                                                      "batch_size", "max_iters",
+                                                      "class_balance")},
     }
 
 
@@ -61,8 +62,11 @@ def mean_std(values: list[float]) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
     classes = list(runs[0]["final_per_class_iou"])
+    recipes = [json.dumps([r["model"], {**r["train"], "seed": None}], sort_keys=True)
+               for r in runs]
     return {
         "runs": runs,
+        "same_recipe": len(set(recipes)) == 1,  # seeds of one recipe: the mean means something
         "final_miou": mean_std([r["final_miou"] for r in runs]),
         "best_miou": mean_std([r["best_miou"] for r in runs]),
         "final_per_class_iou": {c: mean_std([r["final_per_class_iou"][c] for r in runs])
@@ -78,6 +82,8 @@ def table(summary: dict) -> str:
              f"{r['final_miou']:.1f}", f"{r['best_miou']:.1f} @{r['best_iteration']}",
              *(f"{r['final_per_class_iou'][c]:.1f}" for c in THIN)]
             for r in summary["runs"]]
+    if not summary["same_recipe"]:  # a mean over different recipes says nothing
+        return markdown_table(headers, rows)
     f, b = summary["final_miou"], summary["best_miou"]
     rows.append(["mean +- std", "", "", "", "", f"{f['mean']:.1f} +- {f['std']:.1f}",
                  f"{b['mean']:.1f} +- {b['std']:.1f}",
