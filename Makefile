@@ -24,7 +24,7 @@ help:
 	@echo "make demo       synthetic data -> train/adapt -> deploy -> bag -> ROS 2 node -> live mIoU"
 	@echo "                (CAMVID=path/to/CamVid: real CamVid frames as the target and the bag)"
 	@echo "make model CAMVID=path  train the shipped recipe on labelled frames and deploy it:"
-	@echo "                runs/model/model.onnx for the node (about 30-40 min on 2 cores, resumable)"
+	@echo "                runs/model/model.onnx for the node (about 25 min on 2 cores, resumable)"
 	@echo "make reproduce  the paper's tables and figures at the reduced synthetic profile"
 	@echo "make benchmark  inference speed of every backend and of the alternatives"
 	@echo "make mutants    targeted mutation run (metrics, conversions, adversarial step, resume)"

@@ -16,8 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-import yaml
-
+from uda_seg_core.config import load_config, to_dict
 from uda_seg_core.reporting import atomic_write_json, atomic_write_text, markdown_table
 
 THIN = {"Column_Pole": "pole", "SignSymbol": "sign", "Pedestrian": "pedestrian",
@@ -30,7 +29,8 @@ def run_summary(run_dir: Path) -> dict:
     if not metrics_path.is_file():
         raise SystemExit(f"{metrics_path}: no metrics.json (is {run_dir} a finished run?)")
     metrics = json.loads(metrics_path.read_text())
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # through the current Config, so a field added since the run reads as its default
+    config = to_dict(load_config(run_dir / "config.yaml"))
     history = metrics.get("history") or []
     if not history:
         raise SystemExit(f"{metrics_path}: no validation in 'history'")

@@ -20,11 +20,11 @@ Columns: latency p50/p90 (wall clock) and p50 process CPU time (which counts spi
 worker threads too, but not time lost to other processes), throughput (1 / p50),
 multiply-accumulates (torch's operator FLOP counter: convolutions and matmuls), parameters,
 achieved GFLOP/s (2 x MACs / p50) and its fraction of the GEMM row, and the mIoU on the
-target test split (needs --checkpoint and data). All cases run interleaved: every round
-runs every case once in a random order with a short pause between cases, so a change in
-machine load hits them alike and the ratios hold better on a shared machine (slow cases
-get fewer repeats, --case-budget). PyTorch and ONNX Runtime both use
-`--threads` threads (default: every core this process may use).
+target test split, val where the folder has none (needs --checkpoint and data). All cases
+run interleaved: every round runs every case once in a random order with a short pause
+between cases, so a change in machine load hits them alike and the ratios hold better on a
+shared machine (slow cases get fewer repeats, --case-budget). PyTorch and ONNX Runtime both
+use `--threads` threads (default: every core this process may use).
 
 Writes OUT/benchmark.json and OUT/benchmark.md (the machine, the settings and one table per
 resolution). The figures are reported, not judged: the targets set for them are checked
@@ -47,7 +47,7 @@ from torch import nn
 
 from uda_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from uda_seg_core.config import Config, parse_size
-from uda_seg_core.data import detect_format
+from uda_seg_core.data import detect_format, has_split
 from uda_seg_core.evaluate import checkpoint_eval_split
 from uda_seg_core.inference.onnx_backend import OnnxRuntimeBackend
 from uda_seg_core.inference.timing import interleaved, percentile, timed
@@ -442,14 +442,18 @@ class BenchmarkSettings:
 
 
 def miou_dataset(s: BenchmarkSettings, data_root: Path | None):
-    """The target test split to measure mIoU on (needs a checkpoint and data), and its label."""
+    """The target test split to measure mIoU on (needs a checkpoint and data), and its label;
+    a folder without a test split (CamVid-SegNet as distributed here) is measured on val,
+    and the label says so."""
     if data_root is None or not s.checkpoint:
         return None, None
     ckpt = load_checkpoint(s.checkpoint)
-    dataset = checkpoint_eval_split(ckpt, data_root, "test", limit=s.eval_limit,
+    split = "test" if has_split(detect_format(data_root), data_root, "test") else "val"
+    dataset = checkpoint_eval_split(ckpt, data_root, split, limit=s.eval_limit,
                                     eval_size=list(s.eval_size or []))
     size = s.eval_size
-    return dataset, f"{data_root} test split ({len(dataset)} images" + (
+    fallback = " (no test split in the folder)" if split != "test" else ""
+    return dataset, f"{data_root} {split} split{fallback} ({len(dataset)} images" + (
         f", resized to {size[0]}x{size[1]})" if size else ", native size)")
 
 

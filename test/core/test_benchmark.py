@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
+from helpers.fixtures import camvid_names, write_tiny_camvid
 from uda_seg_core.benchmark import parse_resolutions
 from uda_seg_core.cli import main
 
@@ -129,3 +130,18 @@ def test_another_backbone_is_told_against_bisenet_r18_eager(tiny_checkpoint):
     line = yardstick_line(rows)
     assert "B eager 0.200x" in line and "B INT8 0.100x" in line and "(100.0 ms)" in line
     assert yardstick_line(rows[:2]) is None
+
+
+def test_a_folder_without_a_test_split_is_measured_on_val(tmp_path, tiny_checkpoint):
+    """CamVid-SegNet as distributed here has train and val only: the mIoU comes from val and
+    the report says so. Bug guarded: `--data` on such a folder crashed with a traceback
+    ('test not found for split test')."""
+    from uda_seg_core.benchmark import BenchmarkSettings, miou_dataset
+
+    root = write_tiny_camvid(tmp_path / "segnet", {"train": camvid_names(2),
+                                                   "val": camvid_names(3)}, layout="segnet")
+    dataset, label = miou_dataset(BenchmarkSettings(checkpoint=str(tiny_checkpoint)), root)
+    assert len(dataset) == 3 and "val split (no test split in the folder)" in label
+    write_tiny_camvid(root, {"test": camvid_names(4)}, layout="segnet")
+    dataset, label = miou_dataset(BenchmarkSettings(checkpoint=str(tiny_checkpoint)), root)
+    assert len(dataset) == 4 and "test split (" in label

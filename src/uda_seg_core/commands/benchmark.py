@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratios", default=",".join(map(str, DEFAULT_RATIOS)),
                         help="channel-pruning ratios when --pruned is not given")
     parser.add_argument("--data", default=None,
-                        help="make-synthetic output or CamVid folder: target test split for mIoU, "
+                        help="make-synthetic output or CamVid folder: target test split (else val) "
+                        "for mIoU, "
                         "target train split for INT8 calibration")
     parser.add_argument("--eval-limit", type=int, default=0,
                         help="use only the first N test images (0 = all)")
