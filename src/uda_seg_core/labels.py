@@ -29,6 +29,10 @@ names) to train ids. Choices:
     from uda_seg_core.labels import CLASS_NAMES, camvid_rgb_to_ids, ids_to_rgb
     labels = resolve_label_set("config/labels/lanes.yaml")   # or "camvid12", or a record
     train_ids, known = labels.label_map("folder").index_tables()
+
+Longer than 500 lines for a reason: about 100 of them are the paper's tables as data (the
+CamVid colours, the SegNet and IDDA id maps), and the YAML validation that names the file
+and key of every mistake belongs beside the set it checks.
 """
 from __future__ import annotations
 
