@@ -31,17 +31,18 @@ def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: 
     Random order, not a rotation: a rotation keeps each case behind the same neighbour,
     and a neighbour's worker threads still spinning after its run (ONNX Runtime's pool,
     OpenMP) would always slow the same case. `gap_s` of sleep between cases lets those
-    threads go idle. With `budget_s`, a case whose warm-up run took long gets fewer
+    threads go idle. With `budget_s`, a case whose fastest warm-up run took long gets fewer
     repeats (at least `min_repeats`), so a slow alternative does not stretch the run.
     """
     target = dict.fromkeys(runners, repeats)
     for name, fn in runners.items():
+        fastest = float("inf")  # of the warm-ups: one preempted warm-up does not cut repeats
         for _ in range(warmup):
-            first = timed(fn)[0]
+            fastest = min(fastest, timed(fn)[0])
             time.sleep(gap_s)
         if warmup and budget_s > 0:
             target[name] = max(min(repeats, min_repeats),
-                               min(repeats, int(budget_s / max(first, 1e-9))))
+                               min(repeats, int(budget_s / max(fastest, 1e-9))))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     rng = np.random.default_rng(seed)
     for _ in tqdm(range(repeats), desc="repeats", dynamic_ncols=True, leave=False,

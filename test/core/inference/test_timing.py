@@ -20,8 +20,9 @@ def test_interleaving_runs_every_case_each_round_in_random_order():
 def test_slow_cases_get_fewer_repeats_within_the_budget():
     import time
 
-    # The budget is 250x the fast case's cost, so a preempted warm-up on a loaded machine
-    # (25 ms) still leaves it all its repeats; the slow case's fits twice (-> min_repeats).
+    # The fastest of three warm-ups sets a case's cost, so one preempted warm-up on a loaded
+    # machine (it happened: 100 ms for a no-op) still leaves the fast case all its repeats;
+    # the slow case's fits twice in the budget (-> min_repeats).
     samples = interleaved({"fast": lambda: None, "slow": lambda: time.sleep(0.1)}, repeats=10,
-                          warmup=1, progress=False, gap_s=0.0, budget_s=0.25, min_repeats=3)
+                          warmup=3, progress=False, gap_s=0.0, budget_s=0.25, min_repeats=3)
     assert len(samples["fast"]) == 10 and len(samples["slow"]) == 3
