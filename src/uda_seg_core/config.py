@@ -319,6 +319,9 @@ def _nearest(key: str, options: typing.Iterable[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; ints widen to floats, nothing else. A
     Literal admits only its values; an Annotated type runs its checks after the base type's."""
@@ -350,6 +353,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError("; ".join(errors))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        # YAML 1.1 reads '1e-4' (no dot) as a string; it is plainly a number.
         return float(value)
     if tp is type(None) and value is None:
         return None

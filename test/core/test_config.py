@@ -82,6 +82,18 @@ def test_int_widens_to_float_but_bool_is_not_an_int():
         load_config(None, ["train.epochs=true"])
 
 
+def test_exponent_without_a_dot_is_a_float_not_a_string(tmp_path):
+    # YAML 1.1 reads 1e-4 as the string '1e-4': `--set train.lr=1e-4` was refused.
+    assert load_config(None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 5E-3\n")
+    assert load_config(path).train.lr == pytest.approx(5e-3)
+    with pytest.raises(ConfigError, match="train.lr"):
+        load_config(None, ["train.lr=1e-4x"])
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        load_config(None, ["train.batch_size=1e3"])
+
+
 def test_override_syntax_errors():
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("train.lr")
