@@ -206,6 +206,14 @@ class AdaptConfig:
     # pseudo_label: per class, the quantile of the teacher's confidence (on the target
     # frames it predicts as that class) above which a pixel is trusted; 0.5 = the median
     pseudo_label_quantile: float = 0.5
+    # pseudo_label: the teacher's checkpoint; '' = train.init_from (the network adaptation
+    # starts from). Another network may label better, e.g. one whose BatchNorm statistics
+    # were re-estimated on the target frames (`uda-seg adapt-bn`)
+    teacher: str = ""
+    # one forward of the source and target batches together: BatchNorm normalises both
+    # domains with the same statistics in training as its running statistics will at
+    # inference (False: AdaptSegNet's two forwards, each domain normalised on its own)
+    joint_batchnorm: bool = False
     d_lr: float = 1e-4  # Adam, same poly decay as the segmentation network
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     d_width: int = 64  # channels of the first discriminator layer (doubles per layer)

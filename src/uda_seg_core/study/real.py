@@ -145,6 +145,8 @@ def run_config(s: RealStudySettings, method: Method, seed: int, name: str,
     if method.base:
         stage = [*s.adaptation,
                  f"train.init_from={s.out_dir / f'{method.base}_s{seed}' / 'best.pt'}"]
+    if method.teacher:
+        stage.append(f"adapt.teacher={s.out_dir / f'{method.teacher}_s{seed}' / 'best.pt'}")
     return load_config(s.profile, [*row_data(method, where, s.camvid), *run, *s.overrides,
                                    *stage, *method.overrides])
 

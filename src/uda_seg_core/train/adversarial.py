@@ -24,6 +24,14 @@ without a discriminator (`adapt.discriminator: none` builds none and trains no D
         train.init_from=runs/source_only/best.pt
     uda-seg adapt --config C adapt.target_loss=pseudo_label train.init_from=...  # FCD + ST
 
+`adapt.joint_batchnorm=true` puts the source and target batches through G in one forward,
+so BatchNorm normalises both domains with one set of statistics in training, as its
+running statistics will at inference; `adapt.teacher` names a pseudo-label teacher other
+than the starting network (e.g. its `uda-seg adapt-bn` version):
+
+    uda-seg adapt --config C adapt.discriminator=none adapt.target_loss=pseudo_label \
+        train.init_from=runs/source_only/best.pt adapt.teacher=bn.pt adapt.joint_batchnorm=true
+
 `adversarial_step` is the one step function for every discriminator (FCD, TFD, DWD,
 CPD) and method. The D step also logs how often D names each domain right
 (`d_acc_source`, `d_acc_target`): near 0.5 on both, D cannot tell the domains apart.
@@ -39,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uda_seg_core.config import Config
+from uda_seg_core.config import Config, ConfigError
 from uda_seg_core.losses import (
     SOURCE_LABEL,
     TARGET_LABEL,
@@ -56,7 +64,7 @@ from uda_seg_core.train.optim import (
     set_requires_grad,
 )
 from uda_seg_core.train.schedules import poly_scheduler
-from uda_seg_core.train.supervised import build_model, source_loss
+from uda_seg_core.train.supervised import build_model, labelled_loss, source_loss
 from uda_seg_core.train.target_terms import PseudoLabeller, build_pseudo_labeller, target_term
 from uda_seg_core.train.trainer import Trainer, total_iterations
 
@@ -74,8 +82,12 @@ def generator_step(model: nn.Module, discriminator: nn.Module | None,
     Returns the losses and the detached softmax predictions (P_s, P_t) for the
     discriminator step. D is called without its DDP wrapper: it only passes gradients
     back to G here, so there is nothing of D's to synchronise. Without a D
-    (`adapt.discriminator: none`) there is no L_adv.
+    (`adapt.discriminator: none`) there is no L_adv. With `adapt.joint_batchnorm` the two
+    batches go through G in one forward (`joint_generator_step`).
     """
+    if cfg.adapt.joint_batchnorm:
+        return joint_generator_step(model, discriminator, opt_g, source_batch, target_batch,
+                                    cfg, scaler, labeller)
     images_t = target_batch["image"]
     d = unwrap(discriminator) if discriminator is not None else None
     lambda_adv = cfg.adapt.lambda_adv if d is not None else 0.0
@@ -94,19 +106,8 @@ def generator_step(model: nn.Module, discriminator: nn.Module | None,
             with torch.set_grad_enabled(lambda_adv > 0 or with_target_term):
                 with autocast(images_t.device, cfg.train.amp):
                     logits_t = model(images_t, aux_mode="eval")
-                p_t = F.softmax(logits_t.float(), dim=1)
-                loss_t = torch.zeros((), device=images_t.device)
-                extra: dict[str, float] = {}
-                if d is not None:
-                    with autocast(images_t.device, cfg.train.amp):
-                        d_t = d(p_t)
-                    loss_adv = adversarial_loss(d_t.float())
-                    extra["adv"] = float(loss_adv.detach())
-                    loss_t = loss_t + lambda_adv * loss_adv
-                if with_target_term:
-                    term, logged = target_term(logits_t.float(), images_t, cfg, labeller)
-                    extra.update(logged)
-                    loss_t = loss_t + cfg.adapt.target_weight * term
+                loss_t, extra, p_t = target_losses(logits_t, images_t, d, lambda_adv, cfg,
+                                                   labeller)
             if lambda_adv > 0 or with_target_term:
                 backward(loss_t)
     finally:
@@ -115,6 +116,63 @@ def generator_step(model: nn.Module, discriminator: nn.Module | None,
     losses = {name: float(value) for name, value in parts.items()}
     losses.update(extra)
     return losses, p_s, p_t.detach()
+
+
+def joint_generator_step(model: nn.Module, discriminator: nn.Module | None,
+                         opt_g: torch.optim.Optimizer, source_batch: dict, target_batch: dict,
+                         cfg: Config, scaler: torch.amp.GradScaler | None = None,
+                         labeller: PseudoLabeller | None = None,
+                         ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """`generator_step` with the source and target batches in one forward: BatchNorm
+    normalises both domains with the statistics of the two together, as its running
+    statistics (a mix of both) will at inference. One backward of L_seg + the target terms.
+    """
+    images_s, images_t = source_batch["image"], target_batch["image"]
+    if images_s.shape[1:] != images_t.shape[1:]:
+        raise ConfigError(f"adapt.joint_batchnorm: source and target crops must be one size, "
+                          f"got {tuple(images_s.shape[-2:])} and {tuple(images_t.shape[-2:])}")
+    n = images_s.shape[0]
+    d = unwrap(discriminator) if discriminator is not None else None
+    lambda_adv = cfg.adapt.lambda_adv if d is not None else 0.0
+    if d is not None:
+        set_requires_grad(d, False)
+    try:
+        with amp_step(opt_g, scaler) as backward:
+            with autocast(images_s.device, cfg.train.amp):
+                outputs = model(torch.cat([images_s, images_t]), aux_mode="train")
+            loss_seg, parts = labelled_loss([o[:n] for o in outputs], source_batch["label"],
+                                            cfg)
+            loss_t, extra, p_t = target_losses(outputs[0][n:], images_t, d, lambda_adv, cfg,
+                                               labeller)
+            backward(loss_seg + loss_t)
+    finally:
+        if d is not None:
+            set_requires_grad(d, True)
+    losses = {name: float(value) for name, value in parts.items()}
+    losses.update(extra)
+    p_s = F.softmax(outputs[0][:n].detach().float(), dim=1)
+    return losses, p_s, p_t.detach()
+
+
+def target_losses(logits_t: torch.Tensor, images_t: torch.Tensor, d: nn.Module | None,
+                  lambda_adv: float, cfg: Config, labeller: PseudoLabeller | None,
+                  ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """lambda_adv * L_adv (eq. 5, D frozen) + `adapt.target_weight` x the target term, what
+    to log of them, and the target softmax P_t."""
+    p_t = F.softmax(logits_t.float(), dim=1)
+    loss_t = torch.zeros((), device=images_t.device)
+    extra: dict[str, float] = {}
+    if d is not None:
+        with autocast(images_t.device, cfg.train.amp):
+            d_t = d(p_t)
+        loss_adv = adversarial_loss(d_t.float())
+        extra["adv"] = float(loss_adv.detach())
+        loss_t = loss_t + lambda_adv * loss_adv
+    if cfg.adapt.target_loss != "none":
+        term, logged = target_term(logits_t.float(), images_t, cfg, labeller)
+        extra.update(logged)
+        loss_t = loss_t + cfg.adapt.target_weight * term
+    return loss_t, extra, p_t
 
 
 def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, p_s: torch.Tensor,

@@ -39,11 +39,17 @@ def source_loss(model: nn.Module, batch: dict,
     images = batch["image"]
     with autocast(images.device, cfg.train.amp):
         outputs = model(images, aux_mode="train")  # (main, aux16, aux32)
-    weights = torch.tensor(cfg.train.class_weights) if cfg.train.class_weights else None
-    loss, parts = segmentation_loss(tuple(o.float() for o in outputs), batch["label"],
-                                    aux_weight=cfg.train.aux_weight, loss=cfg.train.loss,
-                                    class_weights=weights)
+    loss, parts = labelled_loss(outputs, batch["label"], cfg)
     return loss, parts, outputs[0]
+
+
+def labelled_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
+                  cfg: Config) -> tuple[torch.Tensor, dict]:
+    """L_seg (eq. 4) of the (main, aux16, aux32) outputs of a labelled batch."""
+    weights = torch.tensor(cfg.train.class_weights) if cfg.train.class_weights else None
+    return segmentation_loss(tuple(o.float() for o in outputs), labels,
+                             aux_weight=cfg.train.aux_weight, loss=cfg.train.loss,
+                             class_weights=weights)
 
 
 def supervised_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, cfg: Config,

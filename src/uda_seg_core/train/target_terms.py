@@ -4,8 +4,9 @@
 
 - entropy: ADVENT's MinEnt (Vu et al., CVPR 2019): the normalised entropy of the target
   softmax, minimised. No labels, no discriminator.
-- pseudo_label: self-training. A frozen teacher (the `train.init_from` network: source only
-  for a first round, a first round's result for a second) labels each target crop the
+- pseudo_label: self-training. A frozen teacher (`adapt.teacher`, by default the
+  `train.init_from` network: source only for a first round, a first round's result for a
+  second) labels each target crop the
   student sees; only its confident pixels are trusted, with one threshold per class so
   rare classes keep pixels too (class-balanced, after CBST, Zou et al., ECCV 2018): the
   threshold of class c is the `adapt.pseudo_label_quantile` quantile (0.5: the median)
@@ -80,12 +81,14 @@ def class_thresholds(teacher: nn.Module, frames: Dataset, num_classes: int, quan
 
 
 def build_pseudo_labeller(cfg: Config, device: torch.device) -> PseudoLabeller:
-    """The teacher of `train.init_from` and its thresholds on the adaptation frames."""
-    if not cfg.train.init_from:
-        raise ConfigError("adapt.target_loss=pseudo_label needs train.init_from: the network "
-                          "whose confident target predictions become the labels (source only "
-                          "for a first round)")
-    teacher, _ = load_model(cfg.train.init_from)
+    """The teacher (`adapt.teacher`, else `train.init_from`) and its thresholds on the
+    adaptation frames."""
+    source = cfg.adapt.teacher or cfg.train.init_from
+    if not source:
+        raise ConfigError("adapt.target_loss=pseudo_label needs train.init_from (or "
+                          "adapt.teacher): the network whose confident target predictions "
+                          "become the labels (source only for a first round)")
+    teacher, _ = load_model(source)
     teacher.to(device)
     frames = build_dataset(cfg.data.target_format, cfg.data.target_root, cfg.data.train_splits,
                            transform=eval_transform(cfg.data,

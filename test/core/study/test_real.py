@@ -158,8 +158,8 @@ def day_dusk(study_data, **kw) -> dict:
     camvid, _, profile = study_data
     return {r.name: r.cfg for r in plan(RealStudySettings(
         camvid=str(camvid), pair="day-dusk", profile=str(profile), seeds=(0, 1),
-        only=("upper_bound_dusk", "adapt_bn", "control", "fcd", "minent", "st2", "fcd_st"),
-        **kw))}
+        only=("upper_bound_dusk", "adapt_bn", "control", "fcd", "minent", "st2", "fcd_st",
+              "st_bn"), **kw))}
 
 
 def test_day_dusk_rows_never_read_a_dusk_evaluation_frame(study_data):
@@ -171,7 +171,7 @@ def test_day_dusk_rows_never_read_a_dusk_evaluation_frame(study_data):
     assert set(cfgs) == {"upper_bound_dusk_s0", "source_only_s0", "source_only_s1",
                          "adapt_bn_s0", "adapt_bn_s1", "control_s0", "control_s1", "fcd_s0",
                          "fcd_s1", "minent_s0", "minent_s1", "st1_s0", "st1_s1", "st2_s0",
-                         "st2_s1", "fcd_st_s0", "fcd_st_s1"}
+                         "st2_s1", "fcd_st_s0", "fcd_st_s1", "st_bn_s0", "st_bn_s1"}
     for name, cfg in cfgs.items():
         if cfg is None:  # adapt-bn: its frames are checked where it runs
             continue
@@ -211,6 +211,13 @@ def test_each_day_dusk_row_has_its_method_settings_whatever_the_flags_say(study_
             assert cfg.train.init_from == f"{out}/{base}_s{seed}/best.pt", row
             assert cfg.train.max_iters == 3 and cfg.train.seed == seed
             assert a.pseudo_label_quantile == 0.7
+    for seed in (0, 1):  # st_bn: trains source only's network, adapt_bn's labels it
+        a = cfgs[f"st_bn_s{seed}"].adapt
+        assert (a.discriminator, a.target_loss, a.joint_batchnorm) == ("none", "pseudo_label", True)
+        assert a.teacher == f"{out}/adapt_bn_s{seed}/best.pt"
+        assert cfgs[f"st_bn_s{seed}"].train.init_from == f"{out}/source_only_s{seed}/best.pt"
+        st1 = cfgs[f"st1_s{seed}"].adapt
+        assert not st1.joint_batchnorm and not st1.teacher
     for name in ("source_only_s0", "upper_bound_dusk_s0"):
         assert cfgs[name].train.init_from == "" and cfgs[name].train.max_iters == 2
     assert cfgs["upper_bound_dusk_s0"].data.source_sequences == ["0006R0", "0016E5",
@@ -245,7 +252,7 @@ def test_day_dusk_study_end_to_end(tmp_path, study_data, capsys):
     out, docs = tmp_path / "day_dusk", tmp_path / "docs"
     args = ["real-study", "--pair", "day-dusk", "--camvid", str(camvid), "--out", str(out),
             "--profile", str(profile), "--seeds", "0",
-            "--only", "upper_bound_dusk", "adapt_bn", "fcd", "st1", "--bn-batches", "2",
+            "--only", "upper_bound_dusk", "adapt_bn", "fcd", "st1", "st_bn", "--bn-batches", "2",
             "--grad-batches", "2", "--docs", str(docs),
             "--adapt-set", "train.max_iters=2", "train.lr=0.001"]
     assert main([*args, "--dry-run"]) == 0
@@ -255,7 +262,9 @@ def test_day_dusk_study_end_to_end(tmp_path, study_data, capsys):
     assert summary["pair"] == "day-dusk" and summary["adaptation_sequences"] == ["0001TP:1/2"]
     assert summary["source_sequences"] == ["0006R0", "0016E5"]
     assert set(summary["runs"]) == {"upper_bound_dusk_s0", "source_only_s0", "adapt_bn_s0",
-                                    "fcd_s0", "st1_s0"}
+                                    "fcd_s0", "st1_s0", "st_bn_s0"}
+    st_bn = load_config(out / "st_bn_s0" / "config.yaml")  # taught by the BN-re-estimated one
+    assert st_bn.adapt.teacher == str(out / "adapt_bn_s0" / "best.pt")
     for name, run in summary["runs"].items():
         assert run["dusk"]["sequences"] == ["0001TP:2/2"] and run["dusk"]["split"] == "train"
         assert run["dusk"]["images"] == len(DUSK_EVAL) and run["val"]["images"] == 2
