@@ -82,7 +82,13 @@ ST_BN = Method("st_bn", "self-training on the pseudo-labels of the BatchNorm-re-
                "network, source and target in one batch (joint BatchNorm), no D", "adapt",
                _adapt("none", "pseudo_label", "adapt.joint_batchnorm=true"),
                base="source_only", teacher="adapt_bn")
-NEW_METHODS = (MINENT, ST1, ST2, FCD_ST, ST_BN)
+# its ablation: the same teacher, each domain through BatchNorm on its own (AdaptSegNet's
+# two forwards), to tell what the teacher gives from what the joint statistics give
+ST_BN_SEPARATE = Method("st_bn_separate", "st_bn with each domain normalised on its own "
+                        "(two forwards, no joint BatchNorm)", "adapt",
+                        _adapt("none", "pseudo_label", "adapt.joint_batchnorm=false"),
+                        base="source_only", teacher="adapt_bn", optional=True)
+NEW_METHODS = (MINENT, ST1, ST2, FCD_ST, ST_BN, ST_BN_SEPARATE)
 
 SIM_REAL_ROWS: tuple[Method, ...] = (
     Method("upper_bound", "upper bound: CamVid train labels (every drive)", "train",
