@@ -43,6 +43,9 @@ every epoch.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,33 +92,24 @@ def generator_step(model: nn.Module, discriminator: nn.Module | None,
         return joint_generator_step(model, discriminator, opt_g, source_batch, target_batch,
                                     cfg, scaler, labeller)
     images_t = target_batch["image"]
-    d = unwrap(discriminator) if discriminator is not None else None
-    lambda_adv = cfg.adapt.lambda_adv if d is not None else 0.0
+    lambda_adv = cfg.adapt.lambda_adv if discriminator is not None else 0.0
     with_target_term = cfg.adapt.target_loss != "none"
-    if d is not None:
-        set_requires_grad(d, False)
-    try:
-        with amp_step(opt_g, scaler) as backward:
-            # L_seg is backpropagated before the target forward: one forward per backward
-            # (as DistributedDataParallel wants), and the source graph is freed early.
-            loss_seg, parts, logits_s = source_loss(model, source_batch, cfg)
-            backward(loss_seg)
-            p_s = F.softmax(logits_s.detach().float(), dim=1)
-            # Only the main output of the target image is adapted; its auxiliary heads are
-            # not computed. Without a target term there is nothing to backpropagate.
-            with torch.set_grad_enabled(lambda_adv > 0 or with_target_term):
-                with autocast(images_t.device, cfg.train.amp):
-                    logits_t = model(images_t, aux_mode="eval")
-                loss_t, extra, p_t = target_losses(logits_t, images_t, d, lambda_adv, cfg,
-                                                   labeller)
-            if lambda_adv > 0 or with_target_term:
-                backward(loss_t)
-    finally:
-        if d is not None:
-            set_requires_grad(d, True)
-    losses = {name: float(value) for name, value in parts.items()}
-    losses.update(extra)
-    return losses, p_s, p_t.detach()
+    with frozen(discriminator) as d, amp_step(opt_g, scaler) as backward:
+        # L_seg is backpropagated before the target forward: one forward per backward
+        # (as DistributedDataParallel wants), and the source graph is freed early.
+        loss_seg, parts, logits_s = source_loss(model, source_batch, cfg)
+        backward(loss_seg)
+        p_s = F.softmax(logits_s.detach().float(), dim=1)
+        # Only the main output of the target image is adapted; its auxiliary heads are
+        # not computed. Without a target term there is nothing to backpropagate.
+        with torch.set_grad_enabled(lambda_adv > 0 or with_target_term):
+            with autocast(images_t.device, cfg.train.amp):
+                logits_t = model(images_t, aux_mode="eval")
+            loss_t, extra, p_t = target_losses(logits_t, images_t, d, lambda_adv, cfg,
+                                               labeller)
+        if lambda_adv > 0 or with_target_term:
+            backward(loss_t)
+    return {**{name: float(value) for name, value in parts.items()}, **extra}, p_s, p_t.detach()
 
 
 def joint_generator_step(model: nn.Module, discriminator: nn.Module | None,
@@ -132,26 +126,31 @@ def joint_generator_step(model: nn.Module, discriminator: nn.Module | None,
         raise ConfigError(f"adapt.joint_batchnorm: source and target crops must be one size, "
                           f"got {tuple(images_s.shape[-2:])} and {tuple(images_t.shape[-2:])}")
     n = images_s.shape[0]
-    d = unwrap(discriminator) if discriminator is not None else None
-    lambda_adv = cfg.adapt.lambda_adv if d is not None else 0.0
-    if d is not None:
-        set_requires_grad(d, False)
-    try:
-        with amp_step(opt_g, scaler) as backward:
-            with autocast(images_s.device, cfg.train.amp):
-                outputs = model(torch.cat([images_s, images_t]), aux_mode="train")
-            loss_seg, parts = labelled_loss([o[:n] for o in outputs], source_batch["label"],
-                                            cfg)
-            loss_t, extra, p_t = target_losses(outputs[0][n:], images_t, d, lambda_adv, cfg,
-                                               labeller)
-            backward(loss_seg + loss_t)
-    finally:
-        if d is not None:
-            set_requires_grad(d, True)
-    losses = {name: float(value) for name, value in parts.items()}
-    losses.update(extra)
+    lambda_adv = cfg.adapt.lambda_adv if discriminator is not None else 0.0
+    with frozen(discriminator) as d, amp_step(opt_g, scaler) as backward:
+        with autocast(images_s.device, cfg.train.amp):
+            outputs = model(torch.cat([images_s, images_t]), aux_mode="train")
+        loss_seg, parts = labelled_loss([o[:n] for o in outputs], source_batch["label"], cfg)
+        loss_t, extra, p_t = target_losses(outputs[0][n:], images_t, d, lambda_adv, cfg,
+                                           labeller)
+        backward(loss_seg + loss_t)
     p_s = F.softmax(outputs[0][:n].detach().float(), dim=1)
-    return losses, p_s, p_t.detach()
+    return {**{name: float(value) for name, value in parts.items()}, **extra}, p_s, p_t.detach()
+
+
+@contextmanager
+def frozen(discriminator: nn.Module | None) -> Iterator[nn.Module | None]:
+    """D without its DDP wrapper and with no parameter gradients while G steps (it only
+    passes gradients back to G), restored afterwards; None stays None."""
+    d = unwrap(discriminator) if discriminator is not None else None
+    if d is None:
+        yield None
+        return
+    set_requires_grad(d, False)
+    try:
+        yield d
+    finally:
+        set_requires_grad(d, True)
 
 
 def target_losses(logits_t: torch.Tensor, images_t: torch.Tensor, d: nn.Module | None,
