@@ -9,8 +9,8 @@ Per row (`aggregate`), from the per-run records of summary.json (IoU values as f
 - `keeps_day`: whether the mean paired difference on val (daytime, 0016E5) is no more than
   `KEEPS_DAY_POINTS` (1.0) mIoU points below source only;
 - `gap_closed` (pairs with an upper bound trained on target labels: day-dusk): on the target
-  evaluation, (row - source_only) / (upper_bound - source_only), each the row's mean over
-  its seeds (1.0 = as good as training with the target's labels);
+  evaluation, the row's paired gain over source_only (its seeds) / (upper_bound -
+  source_only, means over seeds) (1.0 = as good as training with the target's labels);
 - for rows with a discriminator: D's accuracy on each domain (`discriminator_accuracy`: the
   run's metrics.json history, the mean of the interval means of d_acc_source /
   d_acc_target over its last `D_ACC_ENTRIES` validations) and the gradient measurement of
@@ -77,14 +77,16 @@ def per_class_changes(records: dict[str, dict], row: str, key: str,
 
 def gap_closed(rows: dict[str, dict], row: str, key: str, upper_bound: str,
                reference: str = REFERENCE) -> float | None:
-    """(row - reference) / (upper_bound - reference) on evaluation `key`, from the rows'
-    means over seeds; None without the three figures or without a gap to close."""
+    """The row's paired gain over the reference on evaluation `key` (seed by seed, over the
+    seeds both ran) divided by the gap, upper_bound - reference, from their means over
+    seeds; None without the figures or without a gap to close."""
     try:
-        value, ref, top = (rows[n][key]["mean"] for n in (row, reference, upper_bound))
+        gain = rows[row]["vs_source_only"][key]["mean"]
+        ref, top = (rows[n][key]["mean"] for n in (reference, upper_bound))
     except KeyError:
         return None
     gap = top - ref
-    return (value - ref) / gap if gap > 0 else None
+    return gain / gap if gap > 0 else None
 
 
 def discriminator_accuracy(metrics: dict, entries: int = D_ACC_ENTRIES) -> dict | None:
@@ -254,8 +256,8 @@ def report_markdown(summary: dict) -> str:
     if differences:
         lines += ["", "Paired differences against source only (mIoU points, row - source "
                   "only seed by seed: mean ± standard deviation (per-seed values))"
-                  + ("; share of the gap closed on the target evaluation = (row - source "
-                     "only) / (upper bound - source only), means over seeds" if
+                  + ("; share of the gap closed on the target evaluation = the row's paired "
+                     "difference / (upper bound - source only, means over seeds)" if
                      summary.get("upper_bound") else "") + ":", "", differences]
     discriminators = discriminator_table(summary)
     if discriminators:

@@ -3,6 +3,8 @@ paired differences against source only, the share of the gap closed, the daytime
 per-class changes, D's accuracy from a metrics history, and the report's cells."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from uda_seg_core.study.real_report import aggregate, discriminator_accuracy, report_markdown
@@ -34,6 +36,17 @@ def records() -> dict:
     for s, ratio in ((0, 0.002), (1, 0.004)):
         runs[f"fcd_s{s}"]["gradient"] = {"lambda_adv": 0.001, "ratio": ratio, "cosine": 0.0}
     return runs
+
+
+def test_gap_share_of_a_row_on_fewer_seeds_pairs_its_gain_with_its_own_seeds(records):
+    """Guards the bug where a row run on seed 0 only was compared with source only's mean
+    over all seeds: its gain then counted the source-only networks' seed spread."""
+    records["source_only_s2"]["dusk"]["miou"] = 0.36  # source only 0.20, 0.22, 0.36
+    records["one_seed_s0"] = record("one_seed", 0, 0.40, 0.30)  # +0.10 over its seed
+    rows_spec = [*DAY_DUSK_ROWS, replace(DAY_DUSK_ROWS[0], name="one_seed", label="one seed")]
+    rows = aggregate(records, rows_spec, ["val", "dusk"], "dusk", "upper_bound_dusk")
+    gap = 0.42 - (0.20 + 0.22 + 0.36) / 3
+    assert rows["one_seed"]["gap_closed"] == pytest.approx(0.10 / gap)
 
 
 def test_paired_differences_gap_share_and_the_daytime_column(records):
