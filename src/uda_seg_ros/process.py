@@ -17,9 +17,13 @@ rclpy's own handlers (installed by `rclpy.init`) shut the context down on SIGINT
 SIGTERM, then chain to the Python handlers that were there before; `StopSignals` installs
 those first, so the chain ends in a flag (or, during start-up, in `StartInterrupted`)
 instead of a KeyboardInterrupt in whatever code happens to run.
+
+SIGUSR1 prints every thread's Python stack to stderr and leaves the node running
+(`kill -USR1 <pid>`): what a node that hangs is waiting for, without a debugger.
 """
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -38,6 +42,7 @@ except ImportError:  # pragma: no cover - older rclpy
     ExternalShutdownException = RuntimeError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STACKS_SIGNAL = signal.SIGUSR1  # every thread's stack to stderr; the node runs on
 # How long the executor waits before it looks at the stop flag again (spin_until_stopped).
 SPIN_TICK_S = 0.25
 
@@ -142,6 +147,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None = 
     """Start the node `make_node()` builds, spin it until SIGINT / SIGTERM / an external
     shutdown, close it (its `close()`), and return the exit status."""
     stop = StopSignals()
+    faulthandler.register(STACKS_SIGNAL, all_threads=True, chain=False)
     try:
         for path in params_files(sys.argv if args is None else args):
             problem = check_params_file(path)

@@ -185,10 +185,18 @@ class NodeProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.dump_stacks()
             self.proc.kill()
             self.proc.wait(5)
-            raise RuntimeError(f"node did not {what} within {timeout} s:\n"
-                               f"{self.output()[-3000:]}") from None
+            raise RuntimeError(f"node did not {what} within {timeout} s; its log, with every "
+                               f"thread's stack at the end:\n{self.output()[-6000:]}") from None
+
+    def dump_stacks(self, settle_s: float = 2.0) -> None:
+        """Ask the node for every thread's stack (SIGUSR1, see uda_seg_ros.process): what a
+        hung node waits for lands in its log before it is killed."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(settle_s)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         """Send `sig` and wait for the exit status (stop several at once with send + wait)."""

@@ -444,6 +444,21 @@ def test_the_old_transport_parameter_name_works_with_a_warning(ros):
     assert "/cam/image_raw/compressed (compressed," in log
 
 
+def test_sigusr1_prints_every_threads_stack_and_the_node_serves_on(ros, raw_io):
+    """Guards the diagnosis of a hung node (the test helpers send SIGUSR1 before they kill
+    one): without the handler SIGUSR1's default action ends the process; with a handler
+    that dumps one thread only, the worker that runs the network is not in the log."""
+    pub, masks = raw_io
+    before = ros.raw.proc.output().count("most recent call first")
+    ros.raw.proc.dump_stacks(settle_s=0.0)
+    wait_for(lambda: ros.raw.proc.output().count("most recent call first") >= before + 2,
+             20.0, message="two or more thread stacks in the node's log after SIGUSR1")
+    assert ros.raw.proc.alive()
+    out = request(pub, stamped(numpy_to_image(rgb_frame(40, 60, seed=3), "rgb8"), ros,
+                               "after_stacks"), masks)
+    assert out.header.frame_id == "after_stacks"
+
+
 def test_bad_start_exits_1_naming_the_problem(tmp_path, ros):
     missing = tmp_path / "missing.pt"
     procs = {
