@@ -188,8 +188,9 @@ class NodeProcess:
             self.dump_stacks()
             self.proc.kill()
             self.proc.wait(5)
-            raise RuntimeError(f"node did not {what} within {timeout} s; its log, with every "
-                               f"thread's stack at the end:\n{self.output()[-6000:]}") from None
+            raise RuntimeError(f"node did not {what} within {timeout} s; its log (a node run "
+                               f"by uda_seg_ros.process ends it with every thread's stack, "
+                               f"SIGUSR1):\n{self.output()[-6000:]}") from None
 
     def dump_stacks(self, settle_s: float = 2.0) -> None:
         """Ask the node for every thread's stack (SIGUSR1, see uda_seg_ros.process): what a

@@ -75,14 +75,13 @@ def per_class_changes(records: dict[str, dict], row: str, key: str,
     return {name: statistics.fmean(v) if v else None for name, v in changes.items()}
 
 
-def gap_closed(rows: dict[str, dict], row: str, key: str, upper_bound: str,
-               reference: str = REFERENCE) -> float | None:
-    """The row's paired gain over the reference on evaluation `key` (seed by seed, over the
-    seeds both ran) divided by the gap, upper_bound - reference, from their means over
-    seeds; None without the figures or without a gap to close."""
+def gap_closed(rows: dict[str, dict], row: str, key: str, upper_bound: str) -> float | None:
+    """The row's paired gain over source only on evaluation `key` (its `vs_source_only`:
+    seed by seed, over the seeds both ran) divided by the gap, upper_bound - source only,
+    from their means over seeds; None without the figures or without a gap to close."""
     try:
         gain = rows[row]["vs_source_only"][key]["mean"]
-        ref, top = (rows[n][key]["mean"] for n in (reference, upper_bound))
+        ref, top = (rows[n][key]["mean"] for n in (REFERENCE, upper_bound))
     except KeyError:
         return None
     gap = top - ref
