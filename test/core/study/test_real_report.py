@@ -114,3 +114,16 @@ def test_report_cells(records):
     assert "| 50% |" in line and line.rstrip().endswith("| yes |")
     assert "| 0.700 | 0.600 | 0.001 | 0.0030 |" in report  # fcd's discriminator row
     assert "Per-class IoU change against source only, dusk eval (0001TP:2/2)" in report
+    assert "keeps daytime accuracy (val ≥ source only - 1.0)" in report
+
+
+def test_the_val_column_of_the_simulator_pair_does_not_claim_daytime(records):
+    """On sim-real val (0016E5) is a real, target-side drive: the column that day-dusk names
+    "keeps daytime accuracy" says there only whether adapting cost val accuracy."""
+    rows = aggregate(records, DAY_DUSK_ROWS, ["val"])
+    summary = {"pair": "sim-real", "description": "test",
+               "evaluations": [{"key": "val", "title": "val (0016E5)"}],
+               "rows": rows, "runs": records}
+    report = report_markdown(summary)
+    assert "keeps daytime accuracy" not in report
+    assert "val not below source only (≥ source only - 1.0)" in report
