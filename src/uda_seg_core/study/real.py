@@ -206,8 +206,10 @@ def adapt_bn_run(run: PlannedRun, s: RealStudySettings, out: Path, frames: Seque
         adapt_batchnorm(base, s.camvid, target, batches=s.bn_batches, sequences=list(frames),
                         seed=run.seed)
 
-    Stages(out, chained=False).run(run.name, params, [target], action, say=say)
-    return time.perf_counter() - start
+    ran = Stages(out, chained=False).run(run.name, params, [target], action, say=say)
+    # a reused stage measured nothing: 0 keeps the wall time its first run recorded (bug
+    # guarded: st_bn, which plans adapt_bn as its teacher, overwrote it with 0.0 s)
+    return time.perf_counter() - start if ran else 0.0
 
 
 def evaluations(run: PlannedRun, s: RealStudySettings, out: Path, where: Layout,
@@ -277,7 +279,7 @@ def run_record(run: PlannedRun, out: Path, figures: dict, seconds: float,
     if gradient:
         record["gradient"] = {k: v for k, v in gradient.items() if k != "run"}
     if seconds:
-        record["wall_seconds"] = round(seconds, 1)
+        record["wall_seconds"] = round(seconds, 3)
     elif (earlier or {}).get("wall_seconds"):
         record["wall_seconds"] = earlier["wall_seconds"]
     return record

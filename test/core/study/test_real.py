@@ -87,6 +87,9 @@ def test_rows_see_the_right_frames_and_are_measured_on_the_held_out_drive(
     # the wall time measured when the run trained survives reruns and --report (it was lost)
     again = json.loads((out / "summary.json").read_text())
     assert again["runs"]["fcd_s0"]["wall_seconds"] == wall
+    # a BatchNorm stage reused by a later invocation measured nothing (it was stamped 0.0 s)
+    bn_wall = summary["runs"]["adapt_bn_s1"]["wall_seconds"]
+    assert bn_wall > 0 and again["runs"]["adapt_bn_s1"]["wall_seconds"] == bn_wall
     figure = docs / "fig5_camvid_val.png"
     assert figure.is_file() and figure.stat().st_size > 1000
 
