@@ -350,7 +350,7 @@ def run_study(s: RealStudySettings, say: Say = print) -> dict:
         return {}
     summary = write_summary(out, s, where, records)
     if s.study.name == "day-dusk":
-        figure = dusk_figure(s, out, where, summary, say)
+        figure = dusk_figure(s, out, where, summary, say, previous.get("figure"))
         if figure:
             summary = write_summary(out, s, where, records, figure=figure)
     if s.docs:
@@ -371,6 +371,7 @@ def write_summary(out: Path, s: RealStudySettings, where: Layout, records: dict,
                "evaluations": [{"key": e.key, "split": e.split, "sequences": list(e.sequences),
                                 "title": e.title} for e in where.evaluations],
                "target_evaluation": pair.target_key, "upper_bound": pair.upper_bound,
+               "val_side": pair.val_side,
                "seeds": list(s.seeds), "cpu_seconds_this_session": round(cpu_seconds(), 1)}
     if pair.name == "sim-real":
         summary.update(adaptation_drives=list(where.adaptation), heldout_drives=list(s.heldout))
@@ -430,10 +431,13 @@ def comparison_figure(camvid: str, columns: Sequence[tuple[str, str]], path: str
 
 
 def dusk_figure(s: RealStudySettings, out: Path, where: Layout, summary: dict,
-                say: Say) -> dict | None:
+                say: Say, earlier: dict | None = None) -> dict | None:
     """Fig. 5 on the dusk evaluation frames: image, ground truth, source only, FCD and the
     best other adaptation row (highest mean dusk mIoU; not an upper bound), the first seed
-    that has all of them. None when source only and one adapted row are not there yet."""
+    that has all of them. Where no seed has them all (their checkpoints are gone: a new
+    checkout holds the summary, not the networks), the `earlier` figure is kept if it
+    shows the same rows and its file is in OUT. None when source only and one adapted row
+    are not there yet."""
     rows = summary["rows"]
     key = s.study.target_key
     candidates = [n for n, row in rows.items() if key in row and n != REFERENCE
@@ -447,6 +451,10 @@ def dusk_figure(s: RealStudySettings, out: Path, where: Layout, summary: dict,
         if all(f.is_file() for f in files):
             break
     else:
+        if earlier and earlier.get("rows") == names and (out / earlier["file"]).is_file():
+            say(f"figure: {earlier['file']} kept (seed {earlier['seed']}): no seed has the "
+                f"checkpoints of {', '.join(names)} to redraw it")
+            return earlier
         return None
     evaluation = next(e for e in where.evaluations if e.key == key)
     titles = ["source only" if n == REFERENCE else "FCD" if n == "fcd" else f"best: {n}"

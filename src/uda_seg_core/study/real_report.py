@@ -6,8 +6,9 @@ Per row (`aggregate`), from the per-run records of summary.json (IoU values as f
 - `vs_source_only`: the paired differences row - source_only, seed by seed (only seeds both
   rows ran), per evaluation: mean, standard deviation, values;
 - `per_class_change`: per class, the mean over those seeds of row IoU - source_only IoU;
-- `keeps_day`: whether the mean paired difference on val (daytime, 0016E5) is no more than
-  `KEEPS_DAY_POINTS` (1.0) mIoU points below source only;
+- `keeps_day`: whether the mean paired difference on val (0016E5: daytime on day-dusk, a
+  target-side drive on sim-real) is no more than `KEEPS_DAY_POINTS` (1.0) mIoU points below
+  source only;
 - `gap_closed` (pairs with an upper bound trained on target labels: day-dusk): on the target
   evaluation, the row's paired gain over source_only (its seeds) / (upper_bound -
   source_only, means over seeds) (1.0 = as good as training with the target's labels);
@@ -187,11 +188,12 @@ def figures_table(summary: dict) -> str:
     return markdown_table(headers, rows, align="l" * len(headers))
 
 
-def keeps_header(pair: str) -> str:
-    """What the `keeps_day` column means on `pair`: on day-dusk val is the daytime source side a
-    dusk-adapted network must not forget; on sim-real val is a target-side (real) drive, so the
-    column only says whether adapting cost accuracy there."""
-    if pair == "day-dusk":
+def keeps_header(val_side: str) -> str:
+    """What the `keeps_day` column means where val is on `val_side` (the summary's, from the
+    pair): on the source side (day-dusk: daytime) it is the accuracy a dusk-adapted network
+    must not forget; on the target side (sim-real: a real drive) it only says whether
+    adapting cost accuracy there."""
+    if val_side == "source":
         return f"keeps daytime accuracy (val ≥ source only - {KEEPS_DAY_POINTS:.1f})"
     return f"val not below source only (≥ source only - {KEEPS_DAY_POINTS:.1f})"
 
@@ -209,7 +211,7 @@ def differences_table(summary: dict) -> str:
                      *([f"{100 * share:.0f}%" if share is not None else "-"] if gap else []),
                      keeps])
     headers = ["row", *(f"Δ {e['title']}" for e in evaluations),
-               *(["share of the gap closed"] if gap else []), keeps_header(summary["pair"])]
+               *(["share of the gap closed"] if gap else []), keeps_header(summary["val_side"])]
     return markdown_table(headers, rows, align="l" * len(headers)) if rows else ""
 
 

@@ -131,6 +131,10 @@ class Pair:
     target_key: str  # the evaluation on the target side (the one the study is about)
     upper_bound: str  # the row whose gap to source only the 'share of the gap closed' uses
     default_out: str
+    # which domain CamVid's val split (0016E5, the selection split) belongs to: 'source'
+    # (day-dusk: daytime, what an adapted network must not forget) or 'target' (sim-real:
+    # a real drive, the side adaptation aims at)
+    val_side: str
 
     def row(self, name: str) -> Method:
         for method in self.rows:
@@ -141,8 +145,9 @@ class Pair:
 
 
 PAIRS = {
-    "sim-real": Pair("sim-real", SIM_REAL_ROWS, "heldout", "", "runs/real_study"),
-    "day-dusk": Pair("day-dusk", DAY_DUSK_ROWS, "dusk", "upper_bound_dusk", "runs/day_dusk"),
+    "sim-real": Pair("sim-real", SIM_REAL_ROWS, "heldout", "", "runs/real_study", "target"),
+    "day-dusk": Pair("day-dusk", DAY_DUSK_ROWS, "dusk", "upper_bound_dusk", "runs/day_dusk",
+                     "source"),
 }
 ALL_ROWS = tuple(dict.fromkeys(m.name for p in PAIRS.values() for m in p.rows))
 

@@ -306,3 +306,12 @@ def test_day_dusk_study_end_to_end(tmp_path, study_data, capsys):
     assert main(["real-study", "--camvid", str(camvid), "--sim", str(sim), "--out", str(out),
                  "--profile", str(profile), "--seeds", "0", "--only", "source_only"]) == 2
     assert "holds the day-dusk study" in capsys.readouterr().err
+
+    # a new checkout holds summary.json and the figure, not the networks: the report it
+    # regenerates keeps Fig. 5 (bug guarded: the figure vanished from summary and report)
+    for checkpoint in out.glob("*/*.pt"):
+        checkpoint.unlink()
+    assert main([*args, "--report"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["figure"] == figure and set(again["runs"]) == set(summary["runs"])
+    assert again["val_side"] == "source" and "fig5_dusk.png" in (docs / "report.md").read_text()

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from uda_seg_core.study.real_report import aggregate, discriminator_accuracy, report_markdown
-from uda_seg_core.study.real_rows import DAY_DUSK_ROWS
+from uda_seg_core.study.real_rows import DAY_DUSK_ROWS, PAIRS
 
 
 def record(method: str, seed: int, val: float, dusk: float, classes=None) -> dict:
@@ -103,6 +103,7 @@ def test_discriminator_accuracy_is_the_mean_of_the_last_logged_intervals():
 def test_report_cells(records):
     rows = aggregate(records, DAY_DUSK_ROWS, ["val", "dusk"], "dusk", "upper_bound_dusk")
     summary = {"pair": "day-dusk", "description": "test", "upper_bound": "upper_bound_dusk",
+               "val_side": PAIRS["day-dusk"].val_side,
                "evaluations": [{"key": "val", "title": "val (0016E5, day)"},
                                {"key": "dusk", "title": "dusk eval (0001TP:2/2)"}],
                "rows": rows, "runs": records}
@@ -122,6 +123,7 @@ def test_the_val_column_of_the_simulator_pair_does_not_claim_daytime(records):
     "keeps daytime accuracy" says there only whether adapting cost val accuracy."""
     rows = aggregate(records, DAY_DUSK_ROWS, ["val"])
     summary = {"pair": "sim-real", "description": "test",
+               "val_side": PAIRS["sim-real"].val_side,
                "evaluations": [{"key": "val", "title": "val (0016E5)"}],
                "rows": rows, "runs": records}
     report = report_markdown(summary)
