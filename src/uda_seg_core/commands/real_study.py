@@ -11,9 +11,9 @@ stop).
 Pairs: sim-real (the simulator's labels -> CamVid; held-out drive 0006R0; runs/real_study)
 and day-dusk (CamVid's daytime labels -> its dusk drive 0001TP: the first half of its frames
 adapts, the second half only evaluates; runs/day_dusk). Rows: upper bound(s), source_only,
-adapt_bn, control (lambda_adv = 0), fcd, minent, st1, fcd_st (all seeds); tfd, dwd (sim-real,
-first seed); st2, upper_bound_seen, fcd_lambda0.01 only when named. See
-uda_seg_core/study/real.py.
+adapt_bn, control (lambda_adv = 0), fcd, minent, st1, fcd_st, st_bn, fcd_st_bn (all seeds);
+tfd, dwd (sim-real, first seed); st2, st_bn_separate, upper_bound_seen, fcd_lambda0.01 only
+when named. See uda_seg_core/study/real.py.
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ Rows (one run per seed; the first seed only where marked):
 | st1 | adaptation stage, self-training on source_only's class-balanced pseudo-labels, no D | both |
 | st2 | the same from st1 (its pseudo-labels; optional) | both |
 | fcd_st | FCD + self-training on source_only's pseudo-labels | both |
+| st_bn | self-training taught by adapt_bn's network, joint BatchNorm | both |
+| st_bn_separate | st_bn, each domain through BatchNorm on its own (optional) | both |
+| fcd_st_bn | FCD + st_bn | both |
 
 Every run uses the same profile (config/real_cpu.yaml unless told otherwise) and is a
 `uda-seg train | adapt | adapt-bn` in its own process. Model selection uses CamVid's val

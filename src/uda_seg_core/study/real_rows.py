@@ -88,7 +88,12 @@ ST_BN_SEPARATE = Method("st_bn_separate", "st_bn with each domain normalised on 
                         "(two forwards, no joint BatchNorm)", "adapt",
                         _adapt("none", "pseudo_label", "adapt.joint_batchnorm=false"),
                         base="source_only", teacher="adapt_bn", optional=True)
-NEW_METHODS = (MINENT, ST1, ST2, FCD_ST, ST_BN, ST_BN_SEPARATE)
+# the best self-training with FCD's adversarial term added: does the paper's method add
+# anything to the best row? (the issue's "best combination with FCD")
+FCD_ST_BN = Method("fcd_st_bn", "FCD + st_bn (adapt_bn's pseudo-labels, joint BatchNorm)",
+                   "adapt", _adapt("fcd", "pseudo_label", "adapt.joint_batchnorm=true"),
+                   base="source_only", teacher="adapt_bn")
+NEW_METHODS = (MINENT, ST1, ST2, FCD_ST, ST_BN, ST_BN_SEPARATE, FCD_ST_BN)
 
 SIM_REAL_ROWS: tuple[Method, ...] = (
     Method("upper_bound", "upper bound: CamVid train labels (every drive)", "train",

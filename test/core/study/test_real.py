@@ -162,7 +162,7 @@ def day_dusk(study_data, **kw) -> dict:
     return {r.name: r.cfg for r in plan(RealStudySettings(
         camvid=str(camvid), pair="day-dusk", profile=str(profile), seeds=(0, 1),
         only=("upper_bound_dusk", "adapt_bn", "control", "fcd", "minent", "st2", "fcd_st",
-              "st_bn", "st_bn_separate"), **kw))}
+              "st_bn", "st_bn_separate", "fcd_st_bn"), **kw))}
 
 
 def test_day_dusk_rows_never_read_a_dusk_evaluation_frame(study_data):
@@ -175,7 +175,8 @@ def test_day_dusk_rows_never_read_a_dusk_evaluation_frame(study_data):
                          "adapt_bn_s0", "adapt_bn_s1", "control_s0", "control_s1", "fcd_s0",
                          "fcd_s1", "minent_s0", "minent_s1", "st1_s0", "st1_s1", "st2_s0",
                          "st2_s1", "fcd_st_s0", "fcd_st_s1", "st_bn_s0", "st_bn_s1",
-                         "st_bn_separate_s0", "st_bn_separate_s1"}
+                         "st_bn_separate_s0", "st_bn_separate_s1", "fcd_st_bn_s0",
+                         "fcd_st_bn_s1"}
     for name, cfg in cfgs.items():
         if cfg is None:  # adapt-bn: its frames are checked where it runs
             continue
@@ -222,6 +223,12 @@ def test_each_day_dusk_row_has_its_method_settings_whatever_the_flags_say(study_
         assert cfgs[f"st_bn_s{seed}"].train.init_from == f"{out}/source_only_s{seed}/best.pt"
         assert not cfgs[f"st_bn_separate_s{seed}"].adapt.joint_batchnorm
         assert cfgs[f"st_bn_separate_s{seed}"].adapt.teacher == a.teacher
+        # fcd_st_bn: st_bn plus FCD's adversarial term (bug guarded: the combination
+        # losing the teacher or the joint BatchNorm would be FCD + st1, another row)
+        f = cfgs[f"fcd_st_bn_s{seed}"].adapt
+        assert (f.discriminator, f.target_loss, f.joint_batchnorm, f.lambda_adv) == (
+            "fcd", "pseudo_label", True, 0.05)
+        assert f.teacher == a.teacher
         st1 = cfgs[f"st1_s{seed}"].adapt
         assert not st1.joint_batchnorm and not st1.teacher
     for name in ("source_only_s0", "upper_bound_dusk_s0"):
